@@ -1,0 +1,179 @@
+"""The ``convertkit`` command: parse -> plan -> run -> render -> exit code. Thin on purpose; the
+work is in :mod:`converter.api`. Nothing heavy is imported until a command runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ConvertkitError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  converted and validated (or validated, for `validate`)
+  1  parity failed: the model was written for inspection, the report says FAILED
+  2  usage or bad input (missing/corrupt file, bad --input, missing dependency)
+  3  conversion failed (converter error, unsupported op)
+  4  internal error in convertkit (a bug: the traceback is shown)"""
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConvertkitError as exc:
+            if ctx.params.get("debug") or os.environ.get("CONVERTKIT_DEBUG"):
+                raise
+            click.echo(f"convertkit: error: {exc.one_line()}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            click.echo("convertkit: internal error (a bug in convertkit; please report it with the traceback above)",
+                       err=True)
+            ctx.exit(4)
+
+
+@click.group(cls=_Cli, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (also CONVERTKIT_DEBUG=1).")
+@click.version_option(package_name="convertkit", prog_name="convertkit")
+def main(debug: bool) -> None:
+    """Convert PyTorch models to ONNX (TF/Keras and TF.js to come) and prove, by running the result
+    in its own runtime, that it computes what the original did."""
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+
+
+def _input_options(f: Any) -> Any:
+    opts = [
+        click.option("--input", "-i", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE[:LOW..HIGH]]",
+                     help="An input spec, repeatable, e.g. x:batch,3,224,224 (a name marks a dynamic dim) or "
+                          "ids:1,16:int64:0..30522 (integer range, HIGH exclusive)."),
+        click.option("--inputs", "feeds", type=click.Path(dir_okay=False), metavar="FEEDS.npz",
+                     help="Real sample data: an .npz with one array per input name."),
+        click.option("--weights", type=click.Path(dir_okay=False), help="State dict (.pt/.pth or .safetensors) "
+                     "for a package.module:callable source."),
+        click.option("--trust-pickle", is_flag=True, help="Allow a full pickled nn.Module (runs code from the file)."),
+        click.option("--atol", type=float, help="Absolute tolerance (default 1e-4 for fp32)."),
+        click.option("--rtol", type=float, help="Relative tolerance (default 1e-3 for fp32)."),
+        click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
+                     help="Seeded samples to validate on (dynamic dims get several sizes)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _finish(report: Any, as_json: bool) -> None:
+    from .report import render
+
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    render(report)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("source")
+@click.option("--to", "to", default="onnx", show_default=True, metavar="FORMAT", help="Target format: onnx.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output directory "
+              "[default: ./convertkit-out/<source name>-<format>].")
+@_input_options
+@click.option("--output-names", help="Comma-separated names for the model's outputs (default output, output_N).")
+@click.option("--opset", type=int, help="ONNX opset (default 18).")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
+              help="torch.onnx exporter; auto tries dynamo, then TorchScript.")
+@click.option("--no-check", is_flag=True, help="Skip validation (the report says so).")
+@click.option("--keep-intermediates", is_flag=True, help="Keep every stage's artifact under OUT/intermediates.")
+@click.option("--force", is_flag=True, help="Replace OUT even if convertkit did not write it.")
+def export(source: str, to: str, out_dir: str | None, output_names: str | None, no_check: bool, **kw: Any) -> None:
+    """Convert SOURCE to another format and validate it.
+
+    \b
+    SOURCE is a torch.export .pt2, a TorchScript .pt, an .onnx file, or
+    package.module:callable (returning an nn.Module; add --weights FILE).
+
+    \b
+    Examples:
+      convertkit export model.pt2 --to onnx -o out/
+      convertkit export mypkg.models:build --weights w.safetensors -i x:batch,3,224,224 -o out/
+      convertkit export net.ts.pt -i ids:batch,128:int64:0..30522 --atol 1e-5 -o out/
+    """
+    from . import api
+
+    as_json = kw.pop("as_json")
+    if out_dir is None:
+        name = Path(source.split(":")[-1]).name.split(".")[0] or "model"
+        out_dir = str(Path("convertkit-out") / f"{name}-{to}")
+    names = tuple(n.strip() for n in output_names.split(",")) if output_names else ()
+    report = api.export(source, to=to, out_dir=out_dir, check=not no_check, output_names=names, **kw)
+    _finish(report, as_json)
+
+
+@main.command()
+@click.argument("reference")
+@click.argument("candidate")
+@_input_options
+def validate(reference: str, candidate: str, **kw: Any) -> None:
+    """Run REFERENCE and CANDIDATE on the same inputs and compare their outputs.
+
+    \b
+    Example:
+      convertkit validate model.pt2 out/model.onnx --samples 5
+    """
+    from . import api
+
+    as_json = kw.pop("as_json")
+    _finish(api.validate(reference, candidate, **kw), as_json)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--weights", type=click.Path(dir_okay=False), help="State dict for a package.module:callable model.")
+@click.option("--trust-pickle", is_flag=True, help="Allow a full pickled nn.Module (runs code from the file).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect(model: str, weights: str | None, trust_pickle: bool, as_json: bool) -> None:
+    """Show a model's inputs, outputs, op histogram, parameters, size, opset and producer."""
+    from . import api
+
+    info = api.inspect(model, weights=weights, trust_pickle=trust_pickle)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for key in ("format", "path", "bytes", "parameters", "kind", "opset", "producer", "nodes"):
+        if info.get(key) is not None:
+            console.print(f"[bold]{key}[/]: {info[key]}")
+    for kind in ("inputs", "outputs"):
+        if info.get(kind):
+            t = Table(title=kind, title_justify="left", show_edge=False)
+            for col in ("name", "shape", "dtype"):
+                t.add_column(col)
+            for s in info[kind]:
+                t.add_row(s["name"], str(s["shape"]), s["dtype"])
+            console.print(t)
+    if info.get("ops"):
+        t = Table(title="ops", title_justify="left", show_edge=False)
+        t.add_column("op")
+        t.add_column("count", justify="right")
+        for op, n in sorted(info["ops"].items(), key=lambda kv: (-kv[1], kv[0])):
+            t.add_row(op, str(n))
+        console.print(t)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Core types: formats, artifacts, tensor specs, tolerances, stages, runners, pipelines.
+
+Stdlib only (numpy arrays pass through ``Runner.infer`` but are not needed here), so that
+importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+Dim = int | str | None  # an int is static; a str names a dynamic dimension; None is unknown
+
+
+@dataclass(frozen=True)
+class Format:
+    """A kind of model on disk (or in memory). Instances live in ``converter/formats/*``."""
+
+    name: str
+    description: str = ""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[Dim, ...] | None  # None: rank unknown
+    dtype: str  # numpy dtype name: float32, int64, bool, ...
+    layout: str | None = None  # e.g. NCHW, when it matters to the user
+    int_range: tuple[int, int] | None = None  # [low, high) for integer sample data
+
+    @property
+    def is_dynamic(self) -> bool:
+        return self.shape is None or any(not isinstance(d, int) for d in self.shape)
+
+    def shape_str(self) -> str:
+        if self.shape is None:
+            return "?"
+        return "[" + ",".join("?" if d is None else str(d) for d in self.shape) + "]"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "shape": list(self.shape) if self.shape is not None else None,
+                               "dtype": self.dtype}
+        if self.layout:
+            out["layout"] = self.layout
+        if self.int_range:
+            out["int_range"] = list(self.int_range)
+        return out
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model: immutable once created. ``path`` is never modified after the stage that wrote it."""
+
+    format: Format
+    path: Path | None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    obj: Any = field(default=None, compare=False, hash=False, repr=False)  # in-memory model, if any
+
+    def with_(self, **changes: Any) -> Artifact:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path is not None else f"<in-memory {self.format.name} model>"
+
+    def size_bytes(self) -> int | None:
+        if self.path is None or not self.path.exists():
+            return None
+        if self.path.is_file():
+            return self.path.stat().st_size
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a result may be from the reference. Elementwise: |got-ref| <= atol + rtol*|ref|."""
+
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    min_cosine: float | None = None  # if set, each output's cosine similarity must reach it
+    min_top1: float | None = None  # if set, classifier-like outputs must agree this often
+
+    def loosened_by(self, other: Tolerance) -> Tolerance:
+        """The tolerance after a stage that may add ``other``'s error."""
+
+        def _min(a: float | None, b: float | None) -> float | None:
+            vals = [v for v in (a, b) if v is not None]
+            return min(vals) if vals else None
+
+        return Tolerance(max(self.atol, other.atol), max(self.rtol, other.rtol),
+                         _min(self.min_cosine, other.min_cosine), _min(self.min_top1, other.min_top1))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FP32 = Tolerance()
+
+
+class Stage(ABC):
+    """Turns one artifact into a new one in a new directory. Concrete stages are frozen
+    dataclasses whose fields are their configuration."""
+
+    name: ClassVar[str]
+    accepts: ClassVar[Format]
+    produces: ClassVar[Format]
+    tolerance: ClassVar[Tolerance] = FP32  # error this stage may add
+
+    @abstractmethod
+    def run(self, src: Artifact, out_dir: Path) -> Artifact:
+        """Write the result under ``out_dir`` (which exists and is empty) and describe it."""
+
+    def config(self) -> dict[str, Any]:
+        if dataclasses.is_dataclass(self):
+            return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {}
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Export(Stage):
+    """A stage that changes the format."""
+
+
+class Pass(Stage):
+    """A stage that keeps the format (quantize, fp16, prune, simplify)."""
+
+
+class Runner(ABC):
+    """Executes an artifact in its real runtime. Use as a context manager: the heavy import and
+    the model load happen in ``__enter__``."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    @abstractmethod
+    def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run once. ``feeds`` maps input names to numpy arrays; returns output name -> array."""
+
+    @property
+    def output_names(self) -> tuple[str, ...] | None:
+        return tuple(o.name for o in self.artifact.outputs) or None
+
+
+@dataclass
+class StageRecord:
+    """What one stage did, for the report."""
+
+    stage: str
+    config: dict[str, Any]
+    seconds: float
+    bytes_in: int | None
+    bytes_out: int | None
+    ops_in: dict[str, int] | None = None
+    ops_out: dict[str, int] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A checked tuple of stages: each accepts what the one before produces."""
+
+    stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        for a, b in zip(self.stages, self.stages[1:]):
+            if b.accepts != a.produces:
+                raise TypeError(f"pipeline does not chain: {a.name} produces {a.produces}, "
+                                f"{b.name} accepts {b.accepts}")
+
+    @property
+    def tolerance_added(self) -> Tolerance:
+        tol = FP32
+        for s in self.stages:
+            tol = tol.loosened_by(s.tolerance)
+        return tol
+
+    def __str__(self) -> str:
+        return " -> ".join(s.name for s in self.stages) or "(nothing to do)"
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, Sequence):
+        return [_jsonable(x) for x in v]
+    return str(v)
+
+
+def now() -> float:
+    return time.perf_counter()

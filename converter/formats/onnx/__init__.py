@@ -1,0 +1,97 @@
+"""ONNX models: open, inspect, run in onnxruntime, and the exports that produce ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...core import Artifact, Format, Runner, TensorSpec
+from ...deps import require
+from ...errors import InputError
+
+FORMAT = Format("onnx", "ONNX model (.onnx), run in onnxruntime")
+FILENAME = "model.onnx"
+
+
+def probe(location: str) -> bool:
+    p = Path(location)
+    return (p.is_file() and p.suffix.lower() == ".onnx") or (p.is_dir() and (p / FILENAME).is_file())
+
+
+def model_path(path: Path) -> Path:
+    return path / FILENAME if path.is_dir() else path
+
+
+def load_proto(path: Path, *, weights: bool = True) -> Any:
+    onnx = require("onnx")
+    try:
+        return onnx.load(str(path), load_external_data=weights)
+    except Exception as exc:
+        raise InputError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0][:200]})",
+                         hint="check the file is complete; re-export it") from exc
+
+
+_ELEM = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+         10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+
+
+def _specs(values: Any, skip: set[str] = frozenset()) -> tuple[TensorSpec, ...]:
+    out = []
+    for v in values:
+        if v.name in skip:
+            continue
+        t = v.type.tensor_type
+        shape = None
+        if t.HasField("shape"):
+            shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+        out.append(TensorSpec(v.name, shape, _ELEM.get(t.elem_type, f"onnx:{t.elem_type}")))
+    return tuple(out)
+
+
+def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    inits = {i.name for i in model.graph.initializer}
+    return _specs(model.graph.input, inits), _specs(model.graph.output)
+
+
+def open_source(location: str, **_: Any) -> Artifact:
+    path = model_path(Path(location))
+    if not path.is_file():
+        raise InputError(f"{location}: no model.onnx there")
+    model = load_proto(path, weights=False)
+    inputs, outputs = io_specs(model)
+    return Artifact(FORMAT, path, inputs, outputs, meta={"kind": "onnx", "source": str(path)})
+
+
+def op_counts(artifact: Artifact) -> dict[str, int]:
+    from collections import Counter
+
+    model = load_proto(model_path(artifact.path), weights=False)
+    counts = Counter(n.op_type for n in model.graph.node)
+    return dict(sorted(counts.items()))
+
+
+def describe(artifact: Artifact) -> dict[str, Any]:
+    import numpy as np
+
+    path = model_path(artifact.path)
+    model = load_proto(path, weights=True)
+    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    return {"opset": {(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+            "ir_version": model.ir_version, "parameters": params,
+            "nodes": len(model.graph.node), "ops": op_counts(artifact)}
+
+
+def make_runner(artifact: Artifact, **options: Any) -> Runner:
+    from .runner import OrtRunner
+
+    return OrtRunner(artifact)
+
+
+def _stages() -> tuple[type, ...]:
+    from .from_torch import TorchToOnnx
+
+    return (TorchToOnnx,)
+
+
+STAGES = _stages

@@ -1,0 +1,142 @@
+"""PyTorch -> ONNX through ``torch.onnx.export``: the dynamo exporter first, the TorchScript
+exporter as a fallback when it fails; the report says which one produced the model and why."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ...core import Artifact, Export, Format
+from ...deps import require
+from ...errors import StageError
+from .. import torch as torch_fmt
+from . import FILENAME, FORMAT, io_specs
+
+#: above this many parameter bytes the weights go to model.onnx.data (protobuf's limit is 2 GiB)
+EXTERNAL_DATA_BYTES = 1_800_000_000
+EXPORTERS = ("auto", "dynamo", "torchscript")
+
+
+@dataclass(frozen=True)
+class TorchToOnnx(Export):
+    name: ClassVar[str] = "torch->onnx"
+    accepts: ClassVar[Format] = torch_fmt.FORMAT
+    produces: ClassVar[Format] = FORMAT
+
+    opset: int = 18
+    exporter: str = "auto"  # auto: dynamo, then torchscript if dynamo fails
+
+    def run(self, src: Artifact, out_dir: Path) -> Artifact:
+        torch = require("torch")
+        from ..torch.runner import callable_of, output_leaves, output_names
+
+        example = src.meta.get("example")
+        if not example:
+            raise StageError(self.name, "no example inputs", hint="give --input NAME:DIMS or --inputs FEEDS.npz")
+        specs = src.inputs
+        args = tuple(torch.from_numpy(example[s.name].copy()) for s in specs)
+        with torch.no_grad():
+            n_out = len(output_leaves(callable_of(src.obj)(*args)))
+        onames = output_names(n_out, tuple(o.name for o in src.outputs))
+        path = out_dir / FILENAME
+        big = _param_bytes(src.obj) > EXTERNAL_DATA_BYTES
+        common = dict(input_names=[s.name for s in specs], output_names=list(onames),
+                      opset_version=self.opset, external_data=big)
+        notes: dict[str, Any] = {}
+        errors: list[str] = []
+        order = ("dynamo", "torchscript") if self.exporter == "auto" else (self.exporter,)
+        for which in order:
+            try:
+                with _quiet():
+                    if which == "dynamo":
+                        torch.onnx.export(src.obj, args, str(path), dynamo=True, verbose=False,
+                                          dynamic_shapes=_dynamic_shapes(src, torch), **common)
+                    else:
+                        torch.onnx.export(callable_of(src.obj), args, str(path), dynamo=False,
+                                          dynamic_axes=_dynamic_axes(specs), **common)
+                notes["exporter"] = which
+                break
+            except Exception as exc:  # the exporters raise a zoo of types; all mean "did not export"
+                errors.append(f"{which} exporter: {_one_line(exc)}")
+                for leftover in out_dir.iterdir():
+                    leftover.unlink()
+        else:
+            raise StageError(self.name, "; ".join(errors),
+                             hint="see the op or module named above; try --opset or rewrite that part of the model")
+        if errors:
+            notes["fallback_reason"] = errors[0]
+        inputs, outputs = _finish(path, specs)
+        return Artifact(FORMAT, path, inputs, outputs, meta=notes)
+
+
+def _finish(path: Path, specs: tuple) -> tuple[tuple, tuple]:
+    """Name dynamic input dims as the user named them, check the model, and read its I/O back."""
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    by_name = {s.name: s for s in specs}
+    for inp in model.graph.input:
+        spec = by_name.get(inp.name)
+        if spec is None or spec.shape is None:
+            continue
+        for dim, want in zip(inp.type.tensor_type.shape.dim, spec.shape):
+            if isinstance(want, str):
+                dim.dim_param = want
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+    return io_specs(model)
+
+
+def _dynamic_shapes(src: Artifact, torch: Any) -> Any:
+    if hasattr(src.obj, "graph_signature"):
+        return None  # an ExportedProgram carries its own dynamic shapes
+    dims: dict[str, Any] = {}
+    shapes = []
+    for s in src.inputs:
+        spec = {}
+        for i, d in enumerate(s.shape or ()):
+            if isinstance(d, str):
+                if d not in dims:
+                    dims[d] = torch.export.Dim(re.sub(r"\W", "_", d), min=1)
+                spec[i] = dims[d]
+        shapes.append(spec or None)
+    return tuple(shapes) if dims else None
+
+
+def _dynamic_axes(specs: tuple) -> dict[str, dict[int, str]]:
+    return {s.name: {i: d for i, d in enumerate(s.shape or ()) if isinstance(d, str)}
+            for s in specs if s.shape and any(isinstance(d, str) for d in s.shape)}
+
+
+def _param_bytes(obj: Any) -> int:
+    from ..torch.runner import callable_of
+
+    mod = callable_of(obj)
+    try:
+        return sum(p.numel() * p.element_size() for p in mod.parameters())
+    except Exception:
+        return 0
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress and deprecation warnings; the report says what matters."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:400]}"

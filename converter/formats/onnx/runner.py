@@ -1,0 +1,48 @@
+"""Run an ONNX model in onnxruntime on the CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...core import Runner
+from ...deps import require
+from ...errors import ConversionError
+from . import model_path
+
+
+class OrtRunner(Runner):
+    def __enter__(self) -> OrtRunner:
+        ort = require("onnxruntime")
+        path = model_path(self.artifact.path)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ConversionError(f"onnxruntime cannot load {path}: {_one_line(exc)}",
+                                  hint="the model is invalid for this onnxruntime; see the op named above") from exc
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        return self
+
+    def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        cast = {}
+        for name, arr in feeds.items():
+            want = _NP.get(self.inputs[name].type) if name in self.inputs else None
+            cast[name] = arr.astype(want) if want and arr.dtype != want else arr
+        try:
+            outs = self.session.run(None, cast)
+        except Exception as exc:
+            raise ConversionError(f"onnxruntime failed running {model_path(self.artifact.path)}: {_one_line(exc)}") from exc
+        return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), outs)}
+
+
+_NP = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+       "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+       "tensor(bool)": "bool", "tensor(int16)": "int16"}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:400]

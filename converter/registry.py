@@ -1,0 +1,78 @@
+"""Discover formats, their sources, runners and stages from ``converter/formats`` (and, later,
+``converter/passes``). Pure and cached: importing a format package imports no framework."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from .core import Artifact, Format, Runner, Stage
+from .errors import InputError, UsageError
+
+
+@cache
+def format_modules() -> dict[str, ModuleType]:
+    from . import formats
+
+    mods = {}
+    for info in sorted(pkgutil.iter_modules(formats.__path__), key=lambda i: i.name):
+        mod = importlib.import_module(f"{formats.__name__}.{info.name}")
+        if hasattr(mod, "FORMAT"):
+            mods[mod.FORMAT.name] = mod
+    return mods
+
+
+def formats() -> dict[str, Format]:
+    return {name: mod.FORMAT for name, mod in format_modules().items()}
+
+
+def get_format(name: str) -> Format:
+    try:
+        return formats()[name]
+    except KeyError:
+        raise UsageError(f"unknown format '{name}'", hint=f"one of {', '.join(formats())}") from None
+
+
+@cache
+def stages() -> tuple[type[Stage], ...]:
+    found: list[type[Stage]] = []
+    for mod in format_modules().values():
+        found.extend(mod.STAGES() if callable(getattr(mod, "STAGES", None)) else getattr(mod, "STAGES", ()))
+    return tuple(found)
+
+
+def targets() -> list[str]:
+    return sorted({s.produces.name for s in stages()})
+
+
+def open_source(location: str, **options: Any) -> Artifact:
+    """Find the format whose probe recognises ``location`` and open it."""
+    matches = [m for m in format_modules().values() if hasattr(m, "probe") and m.probe(location)]
+    if not matches:
+        raise InputError(f"{location}: not a model convertkit can read",
+                         hint="give a .pt2, TorchScript .pt, .onnx file, or package.module:callable")
+    return matches[0].open_source(location, **options)
+
+
+def runner_for(artifact: Artifact, **options: Any) -> Runner:
+    mod = format_modules().get(artifact.format.name)
+    if mod is None or not hasattr(mod, "make_runner"):
+        raise UsageError(f"convertkit cannot run {artifact.format} models")
+    return mod.make_runner(artifact, **options)
+
+
+def describe(artifact: Artifact) -> dict[str, Any]:
+    return format_modules()[artifact.format.name].describe(artifact)
+
+
+def op_counts(artifact: Artifact) -> dict[str, int] | None:
+    fn = getattr(format_modules().get(artifact.format.name), "op_counts", None)
+    if fn is None or artifact.path is None:
+        return None
+    try:
+        return fn(artifact)
+    except Exception:  # op counts are informative; never fail a conversion for them
+        return None

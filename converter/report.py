@@ -1,0 +1,104 @@
+"""The run report: what was converted, by which stages, and whether it still computes the same.
+
+``report.json`` follows SCHEMA (bumped on any incompatible change). The terminal gets a table.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .core import StageRecord
+from .deps import version
+from .parity.compare import ParityReport
+
+SCHEMA = "convertkit.report/1"
+PASSED, FAILED, UNCHECKED = "PASSED", "FAILED", "UNCHECKED"
+_FRAMEWORKS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorflow", "tensorflowjs", "tf2onnx",
+               "onnx2tf")
+
+
+def environment() -> dict[str, Any]:
+    env = {"python": platform.python_version(), "platform": platform.platform(), "convertkit": version("convertkit")}
+    env.update({name: version(name) for name in _FRAMEWORKS if version(name)})
+    return env
+
+
+@dataclass
+class RunReport:
+    command: str
+    source: dict[str, Any]
+    target: str | None
+    stages: list[StageRecord] = field(default_factory=list)
+    parity: ParityReport | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    artifact: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        if self.parity is None:
+            return UNCHECKED
+        return PASSED if self.parity else FAILED
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.verdict == FAILED else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "command": self.command, "verdict": self.verdict, "exit_code": self.exit_code,
+                "source": self.source, "target": self.target, "artifact": self.artifact,
+                "inputs": self.inputs, "outputs": self.outputs,
+                "stages": [s.to_json() for s in self.stages],
+                "parity": self.parity.to_json() if self.parity is not None else {"skipped": True},
+                "notes": self.notes, "environment": environment()}
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
+
+
+def render(report: RunReport, console: Any = None) -> None:
+    """A readable summary on the terminal (stderr by default, so stdout stays clean for pipes)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=True)
+    if report.stages:
+        st = Table(title="stages", title_justify="left", show_edge=False)
+        for col in ("stage", "seconds", "bytes in", "bytes out", "notes"):
+            st.add_column(col)
+        for s in report.stages:
+            notes = ", ".join(f"{k}={v}" for k, v in s.notes.items() if k != "fallback_reason")
+            st.add_row(s.stage, f"{s.seconds:.2f}", _n(s.bytes_in), _n(s.bytes_out), notes)
+        console.print(st)
+    if report.parity is not None:
+        pt = Table(title=f"parity ({report.parity.samples} samples; atol {report.parity.tolerance.atol:g}, "
+                         f"rtol {report.parity.tolerance.rtol:g})", title_justify="left", show_edge=False)
+        for col in ("output", "status", "max abs", "max rel", "mean abs", "p99 abs", "cosine", "top-1", "needs atol"):
+            pt.add_column(col)
+        for o in report.parity.outputs:
+            style = "green" if o.passed else "bold red"
+            pt.add_row(o.name, f"[{style}]{o.status}[/]", _f(o.max_abs), _f(o.max_rel), _f(o.mean_abs),
+                       _f(o.p99_abs), _f(o.cosine, ".6f"), _f(o.top1, ".3f"), _f(o.atol_needed))
+        console.print(pt)
+        for o in report.parity.failures():
+            console.print(f"[bold red]{o.name}[/]: {o.message}")
+        for n in report.parity.notes:
+            console.print(f"note: {n}")
+    for n in report.notes:
+        console.print(f"note: {n}")
+    color = {PASSED: "green", FAILED: "bold red", UNCHECKED: "yellow"}[report.verdict]
+    where = f" -> {report.artifact}" if report.artifact else ""
+    console.print(f"[{color}]{report.verdict}[/]{where}")
+
+
+def _n(v: int | None) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+def _f(v: float | None, fmt: str = ".3g") -> str:
+    return "-" if v is None else format(v, fmt)
