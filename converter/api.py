@@ -17,7 +17,7 @@ from typing import Any
 
 from . import registry
 from .core import FP32, Artifact, Format, Pipeline, StageRecord, TensorSpec, Tolerance, now
-from .errors import ConvertkitError, StageError, UsageError
+from .errors import ConvertkitError, StageError, UnsupportedOpError, UsageError
 from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
 from .parity.validate import run as run_outputs
@@ -121,7 +121,7 @@ def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Pat
         t0 = now()
         try:
             result = stage.run(current, target)
-        except StageError:
+        except (StageError, UnsupportedOpError):
             raise
         except ConvertkitError as exc:
             raise StageError(stage.name, exc.message, before=[s.name for s in pipeline.stages[:i]], hint=exc.hint) from exc

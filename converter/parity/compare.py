@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core import Tolerance
 
-OK, TOLERANCE, SHAPE, DTYPE, MISSING, NONFINITE = "ok", "tolerance", "shape", "dtype", "missing", "nonfinite"
+OK, TOLERANCE, SHAPE, DTYPE, MISSING, NONFINITE, ERROR = "ok", "tolerance", "shape", "dtype", "missing", "nonfinite", "error"
 #: dtype changes a runtime is known to make on purpose (TF.js has no int64); reported, not failed
 ALLOWED_DTYPE_CHANGES = frozenset({("int64", "int32"), ("float64", "float32")})
 

@@ -20,6 +20,7 @@ DEFAULT_INT_RANGE = (0, 10)
 #: gets SIZES[i] + 2*k, so that batch and sequence differ. The first set is the export example.
 DYNAMIC_SIZES = (2, 3, 1)
 _NAME = re.compile(r"^[A-Za-z_][\w.\-/]*$")
+_DIM = re.compile(r"^[A-Za-z_]\w*$")
 
 
 def parse_input_spec(text: str) -> TensorSpec:
@@ -34,7 +35,7 @@ def parse_input_spec(text: str) -> TensorSpec:
         d = d.strip()
         if d.isdigit() and int(d) > 0:
             dims.append(int(d))
-        elif _NAME.match(d):
+        elif _DIM.match(d):
             dims.append(d)
         else:
             raise UsageError(f"--input '{text}': dimension '{d}' is neither a positive integer nor a name",

@@ -3,18 +3,15 @@ exporter as a fallback when it fails; the report says which one produced the mod
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ...core import Artifact, Export, Format
 from ...deps import require
-from ...errors import StageError
+from ...errors import StageError, UnsupportedOpError
+from ...quiet import quiet
 from .. import torch as torch_fmt
 from . import FILENAME, FORMAT, io_specs
 
@@ -50,29 +47,68 @@ class TorchToOnnx(Export):
                       opset_version=self.opset, external_data=big)
         notes: dict[str, Any] = {}
         errors: list[str] = []
+        unsupported: set[str] = set()
         order = ("dynamo", "torchscript") if self.exporter == "auto" else (self.exporter,)
         for which in order:
             try:
-                with _quiet():
+                with quiet("torch.onnx", "torch.export", "torch._dynamo"):
                     if which == "dynamo":
                         torch.onnx.export(src.obj, args, str(path), dynamo=True, verbose=False,
                                           dynamic_shapes=_dynamic_shapes(src, torch), **common)
                     else:
                         torch.onnx.export(callable_of(src.obj), args, str(path), dynamo=False,
                                           dynamic_axes=_dynamic_axes(specs), **common)
+                lost = _specialized(path, specs)
+                if lost:  # a model that only works at the example's size is not what was asked for
+                    raise _Specialized(f"made dynamic dim(s) static: {lost}")
                 notes["exporter"] = which
                 break
             except Exception as exc:  # the exporters raise a zoo of types; all mean "did not export"
                 errors.append(f"{which} exporter: {_one_line(exc)}")
+                unsupported.update(_unsupported_ops(exc))
                 for leftover in out_dir.iterdir():
                     leftover.unlink()
         else:
-            raise StageError(self.name, "; ".join(errors),
-                             hint="see the op or module named above; try --opset or rewrite that part of the model")
+            hint = "see the op or module named above; try --opset, or rewrite that part of the model"
+            if unsupported:
+                raise UnsupportedOpError("ONNX (torch.onnx.export)", sorted(unsupported),
+                                         hint="; ".join(errors)[:600] + "; " + hint)
+            raise StageError(self.name, "; ".join(errors), hint=hint)
         if errors:
             notes["fallback_reason"] = errors[0]
         inputs, outputs = _finish(path, specs)
         return Artifact(FORMAT, path, inputs, outputs, meta=notes)
+
+
+class _Specialized(Exception):
+    pass
+
+
+def _specialized(path: Path, specs: tuple) -> str:
+    """Input dims the user declared dynamic that the exporter fixed to the example's size."""
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    by_name = {s.name: s for s in specs}
+    lost = []
+    for inp in model.graph.input:
+        spec = by_name.get(inp.name)
+        for i, (dim, want) in enumerate(zip(inp.type.tensor_type.shape.dim, (spec.shape or ()) if spec else ())):
+            if isinstance(want, str) and dim.HasField("dim_value"):
+                lost.append(f"{inp.name}[{i}] '{want}' -> {dim.dim_value}")
+    return ", ".join(lost)
+
+
+_OP_PATTERNS = (re.compile(r"operator '([\w:.]+)'"), re.compile(r"\b(aten[.:]{1,2}\w+(?:\.\w+)?)"))
+
+
+def _unsupported_ops(exc: BaseException) -> set[str]:
+    text = str(exc)
+    if type(exc).__name__ != "UnsupportedOperatorError" and "not supported" not in text and "Unsupported" not in text:
+        return set()
+    found = set()
+    for pat in _OP_PATTERNS:
+        found.update(pat.findall(text))
+    return found
 
 
 def _finish(path: Path, specs: tuple) -> tuple[tuple, tuple]:
@@ -123,20 +159,6 @@ def _param_bytes(obj: Any) -> int:
         return 0
 
 
-@contextlib.contextmanager
-def _quiet():
-    """The exporters print progress and deprecation warnings; the report says what matters."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
     return f"{type(exc).__name__}: {text[:400]}"

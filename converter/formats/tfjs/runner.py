@@ -256,9 +256,9 @@ class TfjsRunner(Runner):
                                    hint="TF.js has no int64: give the Keras model int32 inputs, or use the graph format")
         if kind == "load":
             return InputError(f"{where} could not load {self.model_dir}: {msg}")
-        if kind == "input":
-            return InputError(f"{where} rejected the feeds: {msg}",
-                              hint=f"inputs are {[s.name for s in self.input_specs()]}")
+        if kind == "input" or msg.startswith("Cannot compute the outputs"):  # the latter: a missing feed
+            specs = ", ".join(f"{s.name}{s.shape_str()} {s.dtype}" for s in self.input_specs())
+            return InputError(f"{where} rejected the feeds: {msg}", hint=f"the model's inputs: {specs}")
         if kind == "protocol":
             return RuntimeError(f"TF.js runner protocol error (a convertkit bug): {msg}")
         return ConversionError(f"{where} failed to run {self.model_dir} during {during}: {msg}")

@@ -1,0 +1,43 @@
+# convertkit: `make demo` runs a conversion on a bundled model, `make test` runs the tests.
+# Both install what they need first (a .venv with the pinned stack, the npm packages).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NODE_DIR := converter/formats/tfjs/node
+OUT    ?= out
+
+.PHONY: install test test-all demo lint bench clean
+
+install: $(STAMP)
+
+# Two phases: onnx2tf's exact pins clash with the rest of the stack (see requirements/lock.txt).
+$(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/nodeps.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@if [ -f $(NODE_DIR)/package-lock.json ]; then npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error; fi
+	touch $@
+
+test: install
+	$(PY) -m pytest
+
+test-all: install
+	$(PY) -m pytest -m "slow or not slow"
+
+demo: install
+	$(PY) -m fixtures.build $(OUT)/fixtures cnn
+	$(VENV)/bin/convertkit inspect $(OUT)/fixtures/cnn.pt2
+	$(VENV)/bin/convertkit export $(OUT)/fixtures/cnn.pt2 --to onnx -o $(OUT)/demo/cnn-onnx
+	$(VENV)/bin/convertkit inspect $(OUT)/demo/cnn-onnx/model.onnx
+
+lint: install
+	$(PY) -m ruff check converter tests fixtures bench
+	$(PY) -m compileall -q converter
+
+bench: install
+	$(PY) -m bench.run --out $(OUT)/bench
+
+clean:
+	rm -rf $(OUT) convertkit-out .pytest_cache

@@ -1,0 +1,40 @@
+"""Shared test helpers. Frameworks may be missing on a user's machine (the test skips), never in
+CI: with CI=true a missing framework fails the run, so a broken install cannot pass green."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def need(*modules: str) -> None:
+    """Skip (locally) or fail (CI=true) when a framework cannot be imported."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"{name} is required in CI but does not import: {exc}")
+            pytest.skip(f"{name} not installed")
+
+
+def convertkit(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "converter.cli", *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def torch_fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every fixture model, saved once per test session in every PyTorch source form."""
+    need("torch")
+    from fixtures.build import build
+
+    return build(tmp_path_factory.mktemp("fixtures"))

@@ -1,0 +1,57 @@
+import numpy as np
+
+from converter.core import Tolerance
+from converter.parity.compare import DTYPE, MISSING, NONFINITE, OK, SHAPE, TOLERANCE, compare
+
+TOL = Tolerance(atol=1e-4, rtol=1e-3)
+
+
+def _outs(arr, name="y"):
+    return [{name: arr}]
+
+
+def test_identical_passes_with_exact_metrics():
+    x = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+    r = compare(_outs(x), _outs(x.copy()), TOL)
+    assert r and r.outputs[0].status == OK
+    o = r.outputs[0]
+    assert (o.max_abs, o.mean_abs, o.atol_needed) == (0.0, 0.0, 0.0)
+    assert o.cosine == 1.0 and o.top1 == 1.0
+
+
+def test_drift_fails_and_says_what_would_pass():
+    x = np.ones((2, 3), np.float32)
+    y = x.copy()
+    y[0, 0] += 0.01
+    r = compare(_outs(x), _outs(y), TOL)
+    o = r.outputs[0]
+    assert not r and o.status == TOLERANCE
+    np.testing.assert_allclose(o.max_abs, 0.01, rtol=1e-4)
+    np.testing.assert_allclose(o.atol_needed, 0.01 - 1e-3, rtol=1e-3)  # |d| - rtol*|ref|
+    assert compare(_outs(x), _outs(y), Tolerance(atol=o.atol_needed * 1.001, rtol=1e-3))
+
+
+def test_shape_dtype_missing_nonfinite_always_fail():
+    x = np.zeros((2, 3), np.float32)
+    assert compare(_outs(x), _outs(np.zeros((3, 2), np.float32)), TOL).outputs[0].status == SHAPE
+    assert compare(_outs(x), _outs(x.astype(np.float16)), TOL).outputs[0].status == DTYPE
+    r = compare([{"a": x, "b": x}], [{"a": x, "c": x, "d": x}], TOL)
+    assert [o.status for o in r.outputs] == [OK, MISSING]
+    y = x.copy()
+    y[1, 2] = np.nan
+    assert compare(_outs(x), _outs(y), Tolerance(atol=1e9, rtol=1e9)).outputs[0].status == NONFINITE
+
+
+def test_positional_match_when_names_differ_and_int64_to_int32_allowed():
+    x = np.arange(6, dtype=np.int64).reshape(2, 3)
+    r = compare(_outs(x, "logits"), _outs(x.astype(np.int32), "output_0"), TOL)
+    assert r and "matched by position" in r.notes[0]
+
+
+def test_cosine_and_top1_thresholds():
+    ref = np.array([[1.0, 2.0], [3.0, 1.0]], np.float32)
+    got = np.array([[2.1, 2.0], [3.0, 1.0]], np.float32)  # first row's argmax flips
+    r = compare(_outs(ref), _outs(got), Tolerance(atol=10, rtol=0, min_top1=0.99))
+    assert not r and "top-1" in r.outputs[0].message and r.outputs[0].top1 == 0.5
+    r = compare(_outs(ref), _outs(-ref), Tolerance(atol=10, rtol=0, min_cosine=0.9))
+    assert not r and "cosine" in r.outputs[0].message

@@ -1,0 +1,45 @@
+"""No converter module may import a framework at import time, and the CLI must work without them."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+HEAVY = ["torch", "tensorflow", "tensorflowjs", "onnx2tf", "onnxruntime", "optimum", "onnx", "tf2onnx",
+         "transformers", "tf_keras", "keras", "jax"]
+
+BLOCKER = f"""
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {HEAVY!r}:
+            raise ImportError('blocked by test: ' + name)
+sys.meta_path.insert(0, Block())
+import converter
+mods = [m.name for m in pkgutil.walk_packages(converter.__path__, 'converter.')]
+for m in mods:
+    importlib.import_module(m)
+print(len(mods))
+"""
+
+
+def test_every_module_imports_with_frameworks_blocked():
+    r = subprocess.run([sys.executable, "-c", BLOCKER], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip()) >= 15
+
+
+def test_help_works_with_frameworks_blocked():
+    code = BLOCKER.replace("print(len(mods))", "from converter.cli import main\nmain(['--help'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "export" in r.stdout and "Exit codes" in r.stdout
+
+
+def test_missing_framework_is_a_clear_error():
+    code = BLOCKER.replace("print(len(mods))", "from converter.cli import main\n"
+                           "main(['export', 'pkg.mod:build', '-i', 'x:1,2', '-o', '/tmp/never'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "torch is not installed" in r.stderr and "make install" in r.stderr
+    assert "Traceback" not in r.stderr
