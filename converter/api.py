@@ -47,7 +47,7 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
                    ) -> tuple[Artifact, list[dict[str, Any]], list[str]]:
     """Decide the input specs and the feeds for validation. Returns (source with specs, feeds, notes)."""
     notes: list[str] = []
-    specs = tuple(feeds_mod.parse_input_spec(s) if isinstance(s, str) else s for s in (inputs or ()))
+    specs = parse_inputs(inputs)
     user_feeds = _example_feeds(src, example_inputs, specs) if example_inputs is not None else None
     if feeds is not None:
         user_feeds = dict(feeds) if isinstance(feeds, Mapping) else feeds_mod.load_feeds(feeds)
@@ -70,6 +70,10 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
         feed_list = feeds_mod.make_feeds(specs, samples=max(samples, 1), seed=seed)
     meta = {**src.meta, "example": feed_list[0]}
     return src.with_(inputs=specs, meta=meta), feed_list, notes
+
+
+def parse_inputs(inputs: InputsArg) -> tuple[TensorSpec, ...]:
+    return tuple(feeds_mod.parse_input_spec(s) if isinstance(s, str) else s for s in (inputs or ()))
 
 
 def _with_int_range(spec: TensorSpec, src: Artifact) -> TensorSpec:
@@ -153,6 +157,7 @@ def export(source: Any, to: str | Format = "onnx", out_dir: str | Path = "conver
     parity failure is not raised: the model is written for inspection and ``report.verdict`` is
     FAILED (exit 1)."""
     target = to if isinstance(to, Format) else registry.get_format(to)
+    inputs = parse_inputs(inputs)  # bad specs fail before any framework loads
     src = load(source, weights=weights, trust_pickle=trust_pickle)
     sources = (src.path,) if src.path is not None else ()
     dest = check_destination(Path(out_dir), sources=sources, force=force)
@@ -183,6 +188,7 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
              example_inputs: Any = None, weights: str | None = None, trust_pickle: bool = False,
              atol: float | None = None, rtol: float | None = None, samples: int = 3, seed: int = 0) -> RunReport:
     """Compare any two models convertkit can run, on the same (given or seeded) inputs."""
+    inputs = parse_inputs(inputs)
     ref = load(reference, weights=weights, trust_pickle=trust_pickle)
     cand = load(candidate, trust_pickle=trust_pickle)
     if not ref.inputs and cand.inputs and not inputs and feeds is None and example_inputs is None:

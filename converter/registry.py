@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -51,6 +52,8 @@ def targets() -> list[str]:
 def open_source(location: str, **options: Any) -> Artifact:
     """Find the format whose probe recognises ``location`` and open it."""
     matches = [m for m in format_modules().values() if hasattr(m, "probe") and m.probe(location)]
+    if not matches and not Path(location).exists():
+        raise InputError(f"{location}: no such file", hint="check the path; an import path looks like package.module:callable")
     if not matches:
         raise InputError(f"{location}: not a model convertkit can read",
                          hint="give a .pt2, TorchScript .pt, .onnx file, or package.module:callable")

@@ -85,7 +85,27 @@ class _Specialized(Exception):
 
 
 def _specialized(path: Path, specs: tuple) -> str:
-    """Input dims the user declared dynamic that the exporter fixed to the example's size."""
+    """Input dims the user declared dynamic that the exporter fixed to the example's size: either
+    in the graph's input shapes, or inside the graph (a Reshape baked with the example's size,
+    seen from dynamo on GRU/LSTM), which a run at another size exposes."""
+    lost = _static_inputs(path, specs)
+    if lost or not any(s.is_dynamic for s in specs):
+        return lost
+    from ...parity.inputs import dynamic_names, make_feeds
+    from .runner import OrtRunner
+
+    other = make_feeds(specs, samples=2, seed=1)[1]  # sample 1 has other sizes than the example
+    try:
+        with quiet(), OrtRunner(Artifact(FORMAT, path, specs)) as r:
+            r.infer(other)
+    except Exception as exc:
+        names = ", ".join(f"'{n}'" for n in dynamic_names(specs))
+        shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in other.items())
+        return f"the graph only runs at the example's size of {names} (fails at {shapes}: {_one_line(exc)[:160]})"
+    return ""
+
+
+def _static_inputs(path: Path, specs: tuple) -> str:
     onnx = require("onnx")
     model = onnx.load(str(path), load_external_data=False)
     by_name = {s.name: s for s in specs}

@@ -16,7 +16,7 @@ class OrtRunner(Runner):
         ort = require("onnxruntime")
         path = model_path(self.artifact.path)
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # failures are raised with their message; no log spam
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:

@@ -204,7 +204,7 @@ class TfjsRunner(Runner):
                                  hint="TF.js has no int64; feed values that fit in int32")
         if dst != src:
             self._changes.setdefault(name, DtypeChange(name, src, dst))
-        return np.ascontiguousarray(arr, dtype=_WIRE[dst])
+        return np.asarray(arr, dtype=_WIRE[dst], order="C")  # not ascontiguousarray: it makes 0-d 1-d
 
     # -- framing ------------------------------------------------------------------------------
 

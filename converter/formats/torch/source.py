@@ -175,6 +175,11 @@ def _pt2_inputs(ep: Any) -> tuple[TensorSpec, ...]:
             continue
         shape = tuple(int(d) if str(d).lstrip("-").isdigit() else str(d) for d in val.shape)
         specs.append(TensorSpec(name, shape, str(val.dtype).replace("torch.", "")))
+    # torch.export keeps symbols (s77), not the Dim names it was given: a symbol that is axis 0 of
+    # every input is the batch, and is called so
+    firsts = {s.shape[0] for s in specs if s.shape}
+    if len(firsts) == 1 and isinstance(sym := next(iter(firsts)), str):
+        specs = [TensorSpec(s.name, tuple("batch" if d == sym else d for d in s.shape), s.dtype) for s in specs]
     return tuple(specs)
 
 

@@ -39,14 +39,20 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-// TF.js prints banners and warnings with console.*; stdout belongs to the protocol.
-const seenWarnings = new Set();
+// TF.js prints banners and warnings with console.*; stdout belongs to the protocol, so they go to
+// stderr, once each, without the noise that would bury a real error in the runner's stderr tail.
+const NOISE = [
+  'This model execution did not contain any nodes with control flow',  // executeAsync, every call
+  'Hi, looks like you are running TensorFlow.js in Node.js',  // advertises tfjs-node
+  '============================',
+];
+const seen = new Set();
 for (const level of ['log', 'info', 'debug', 'warn', 'error']) {
   console[level] = (...args) => {
-    const line = args.map(String).join(' ');
-    if (seenWarnings.has(line)) return;  // executeAsync warns on every call for static graphs
-    seenWarnings.add(line);
-    process.stderr.write(line + '\n');
+    const text = args.map(String).join(' ');
+    if (seen.has(text) || NOISE.some((n) => text.trim().startsWith(n))) return;
+    seen.add(text);
+    process.stderr.write(text + '\n');
   };
 }
 
@@ -326,8 +332,7 @@ async function main() {
       request = await readRequest(reader);
     } catch (err) {
       await send(frame({ type: 'error', kind: 'protocol', error: oneLine(err) }));
-      process.exitCode = 2;
-      return;
+      process.exit(2);  // an open stdin would otherwise keep the process alive
     }
     if (request === null) return;  // stdin closed: done
     let response;
