@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 InputsArg = Sequence[str | TensorSpec] | None
 
 
-def load(source: Any, *, weights: str | None = None, trust_pickle: bool = False) -> Artifact:
+def load(source: Any, *, weights: str | None = None, trust_code: bool = False) -> Artifact:
     """Open a model (path, import path, or in-memory torch.nn.Module) as an Artifact."""
     if isinstance(source, Artifact):
         return source
     if isinstance(source, (str, Path)):
-        return registry.open_source(str(source), weights=weights, trust_pickle=trust_pickle)
+        return registry.open_source(str(source), weights=weights, trust_code=trust_code)
     if hasattr(source, "forward") and hasattr(source, "parameters"):
         fmt = registry.get_format("torch")
         return Artifact(fmt, None, meta={"kind": "module", "source": type(source).__name__}, obj=source.eval())
@@ -147,7 +147,7 @@ def _rel(path: Path | None, root: Path) -> str | None:
 
 def export(source: Any, to: str | Format = "onnx", out_dir: str | Path = "convertkit-out", *,
            inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, example_inputs: Any = None,
-           output_names: Sequence[str] = (), weights: str | None = None, trust_pickle: bool = False,
+           output_names: Sequence[str] = (), weights: str | None = None, trust_code: bool = False,
            check: bool = True, atol: float | None = None, rtol: float | None = None, samples: int = 3,
            seed: int = 0, opset: int | None = None, exporter: str | None = None,
            keep_intermediates: bool = False, force: bool = False) -> RunReport:
@@ -158,7 +158,7 @@ def export(source: Any, to: str | Format = "onnx", out_dir: str | Path = "conver
     FAILED (exit 1)."""
     target = to if isinstance(to, Format) else registry.get_format(to)
     inputs = parse_inputs(inputs)  # bad specs fail before any framework loads
-    src = load(source, weights=weights, trust_pickle=trust_pickle)
+    src = load(source, weights=weights, trust_code=trust_code)
     sources = (src.path,) if src.path is not None else ()
     dest = check_destination(Path(out_dir), sources=sources, force=force)
     src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
@@ -185,12 +185,12 @@ def export(source: Any, to: str | Format = "onnx", out_dir: str | Path = "conver
 
 
 def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None,
-             example_inputs: Any = None, weights: str | None = None, trust_pickle: bool = False,
+             example_inputs: Any = None, weights: str | None = None, trust_code: bool = False,
              atol: float | None = None, rtol: float | None = None, samples: int = 3, seed: int = 0) -> RunReport:
     """Compare any two models convertkit can run, on the same (given or seeded) inputs."""
     inputs = parse_inputs(inputs)
-    ref = load(reference, weights=weights, trust_pickle=trust_pickle)
-    cand = load(candidate, trust_pickle=trust_pickle)
+    ref = load(reference, weights=weights, trust_code=trust_code)
+    cand = load(candidate, trust_code=trust_code)
     if not ref.inputs and cand.inputs and not inputs and feeds is None and example_inputs is None:
         ref = ref.with_(inputs=cand.inputs)  # e.g. TorchScript vs ONNX: take the ONNX model's specs
     ref, feed_list, notes = prepare_inputs(ref, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
@@ -201,8 +201,8 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
     return report
 
 
-def inspect(model: Any, *, weights: str | None = None, trust_pickle: bool = False) -> dict[str, Any]:
-    art = load(model, weights=weights, trust_pickle=trust_pickle)
+def inspect(model: Any, *, weights: str | None = None, trust_code: bool = False) -> dict[str, Any]:
+    art = load(model, weights=weights, trust_code=trust_code)
     info = {"format": art.format.name, "path": art.label, "bytes": art.size_bytes(),
             "inputs": [s.to_json() for s in art.inputs], "outputs": [s.to_json() for s in art.outputs]}
     info.update(registry.describe(art))

@@ -62,7 +62,7 @@ def _input_options(f: Any) -> Any:
                      help="Real sample data: an .npz with one array per input name."),
         click.option("--weights", type=click.Path(dir_okay=False), help="State dict (.pt/.pth or .safetensors) "
                      "for a package.module:callable source."),
-        click.option("--trust-pickle", is_flag=True, help="Allow a full pickled nn.Module (runs code from the file)."),
+        click.option("--trust-code", is_flag=True, help="Allow loading that runs code from the file: a pickled nn.Module, Keras Lambda layers."),
         click.option("--atol", type=float, help="Absolute tolerance (default 1e-4 for fp32)."),
         click.option("--rtol", type=float, help="Relative tolerance (default 1e-3 for fp32)."),
         click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
@@ -141,13 +141,13 @@ def validate(reference: str, candidate: str, **kw: Any) -> None:
 @main.command()
 @click.argument("model")
 @click.option("--weights", type=click.Path(dir_okay=False), help="State dict for a package.module:callable model.")
-@click.option("--trust-pickle", is_flag=True, help="Allow a full pickled nn.Module (runs code from the file).")
+@click.option("--trust-code", is_flag=True, help="Allow loading that runs code from the file: a pickled nn.Module, Keras Lambda layers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect(model: str, weights: str | None, trust_pickle: bool, as_json: bool) -> None:
+def inspect(model: str, weights: str | None, trust_code: bool, as_json: bool) -> None:
     """Show a model's inputs, outputs, op histogram, parameters, size, opset and producer."""
     from . import api
 
-    info = api.inspect(model, weights=weights, trust_pickle=trust_pickle)
+    info = api.inspect(model, weights=weights, trust_code=trust_code)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

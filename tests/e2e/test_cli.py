@@ -95,9 +95,9 @@ def test_pickled_module_refused_unless_trusted(torch_fixtures, tmp_path):
     need("torch", "onnxscript")
     src = torch_fixtures["mlp"]["pickle"]
     r = convertkit("export", src, "-i", "x:batch,16", "-o", tmp_path / "o")
-    assert r.returncode == 2 and "arbitrary code" in r.stderr and "--trust-pickle" in r.stderr
+    assert r.returncode == 2 and "arbitrary code" in r.stderr and "--trust-code" in r.stderr
     assert not (tmp_path / "o").exists()
-    r = convertkit("export", src, "-i", "x:batch,16", "-o", tmp_path / "o", "--trust-pickle")
+    r = convertkit("export", src, "-i", "x:batch,16", "-o", tmp_path / "o", "--trust-code")
     assert r.returncode == 0, r.stderr
 
 

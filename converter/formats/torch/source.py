@@ -21,7 +21,7 @@ from . import FORMAT
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".ts", ".jit")
-PICKLE_FLAG = "--trust-pickle"
+TRUST_FLAG = "--trust-code"
 
 
 def _zip_kind(path: Path) -> str | None:
@@ -46,7 +46,7 @@ def probe(location: str) -> bool:
     return not p.exists() and bool(IMPORT_PATH.match(location))
 
 
-def open_source(location: str, *, weights: str | None = None, trust_pickle: bool = False,
+def open_source(location: str, *, weights: str | None = None, trust_code: bool = False,
                 **_: Any) -> Artifact:
     """Classify and load ``location``. Raises InputError with what to do for anything unusable."""
     p = Path(location)
@@ -88,7 +88,7 @@ def open_source(location: str, *, weights: str | None = None, trust_pickle: bool
             raise InputError(f"{p} could not be loaded as TorchScript ({_first_line(exc)})",
                              hint="check the file is complete; re-save it with torch.jit.save") from exc
         return Artifact(FORMAT, p, meta={"kind": "torchscript", "source": str(p)}, obj=module.eval())
-    return _open_pickle(p, trust_pickle, torch)
+    return _open_pickle(p, trust_code, torch)
 
 
 def _open_pickle(p: Path, trust: bool, torch: Any) -> Artifact:
@@ -99,7 +99,7 @@ def _open_pickle(p: Path, trust: bool, torch: Any) -> Artifact:
             raise InputError(
                 f"{p} is a pickled Python object (a full torch.save'd model); loading it runs arbitrary "
                 f"code from the file, so convertkit refuses it by default",
-                hint=f"re-save the model with torch.export.save or torch.jit.save, or pass {PICKLE_FLAG} "
+                hint=f"re-save the model with torch.export.save or torch.jit.save, or pass {TRUST_FLAG} "
                      f"if you trust where the file came from") from exc
         try:
             obj = torch.load(str(p), map_location="cpu", weights_only=False)
