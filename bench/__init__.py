@@ -1,0 +1,1 @@
+"""Benchmarks (not timed tests): `make bench` runs bench.run and records results."""

@@ -1,0 +1,107 @@
+"""convertkit benchmarks: CLI start-up, and torch -> ONNX export (+ validation) against the
+plain script a user would write. Prints a table and writes OUT/results.json.
+
+    python -m bench.run [--out out/bench] [--repeat 3]
+
+Targets (issue #2): `convertkit --help` under 0.3 s; convertkit's export without validation
+within 1.15x of the plain script's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PY = sys.executable
+CASES = {"cnn": "x:batch,3,32,32", "transformer": "x:batch,seq,32"}
+HELP_TARGET_S = 0.3
+EXPORT_RATIO_TARGET = 1.15
+
+
+def measure(cmd: list[str], repeat: int) -> dict:
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run([PY, "-m", "bench.measure", *cmd], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout)
+        if r["rc"] != 0:
+            raise SystemExit(f"benchmark command failed ({r['rc']}): {' '.join(cmd)}\n{r['stderr_tail']}")
+        runs.append(r)
+    return {"seconds": statistics.median(r["seconds"] for r in runs),
+            "peak_mib": max(r["peak_mib"] for r in runs), "runs": [round(r["seconds"], 3) for r in runs]}
+
+
+def bench_startup(repeat: int) -> dict:
+    cli = [str(Path(PY).parent / "convertkit"), "--help"]
+    help_ = measure(cli, repeat * 3)
+    bare = measure([PY, "-c", "pass"], repeat * 3)
+    return {"convertkit --help": help_, "python -c pass": bare,
+            "help_overhead_s": help_["seconds"] - bare["seconds"],
+            "target": f"convertkit --help < {HELP_TARGET_S} s", "met": help_["seconds"] < HELP_TARGET_S}
+
+
+def bench_export(name: str, spec: str, repeat: int, tmp: Path) -> dict:
+    builder = f"fixtures.torch_models:{name}"
+    ck = [str(Path(PY).parent / "convertkit"), "export", builder, "-i", spec, "--force"]
+    plain = measure([PY, "-m", "bench.plain_torch_onnx", builder, spec, str(tmp / f"{name}.onnx")], repeat)
+    nocheck = measure([*ck, "-o", str(tmp / f"{name}-nocheck"), "--no-check"], repeat)
+    full = measure([*ck, "-o", str(tmp / f"{name}-full")], repeat)
+    report = json.loads((tmp / f"{name}-full" / "report.json").read_text())
+    ratio = nocheck["seconds"] / plain["seconds"]
+    return {"plain script (export + 1 ORT run)": plain, "convertkit --no-check": nocheck,
+            "convertkit (export + validate)": full, "ratio_nocheck_vs_plain": ratio,
+            "target": f"--no-check within {EXPORT_RATIO_TARGET}x of the plain script",
+            "met": ratio <= EXPORT_RATIO_TARGET, "parity_verdict": report["verdict"],
+            "exporter": report["stages"][0]["notes"].get("exporter")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="out/bench")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform()}}
+    results["startup"] = bench_startup(args.repeat)
+    _print_startup(results["startup"])
+    with tempfile.TemporaryDirectory() as tmp:
+        results["torch_to_onnx"] = {}
+        for name, spec in CASES.items():
+            r = bench_export(name, spec, args.repeat, Path(tmp))
+            results["torch_to_onnx"][name] = r
+            _print_export(name, r)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults written to {out / 'results.json'}")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+def _print_startup(r: dict) -> None:
+    print("\nCLI start-up (median)")
+    print(f"  convertkit --help   {r['convertkit --help']['seconds']:.3f} s")
+    print(f"  python -c pass      {r['python -c pass']['seconds']:.3f} s")
+    print(f"  target: {r['target']}: {'MET' if r['met'] else 'MISSED'}")
+
+
+def _print_export(name: str, r: dict) -> None:
+    print(f"\ntorch -> ONNX: {name} (median wall s, peak RSS MiB)")
+    for key in ("plain script (export + 1 ORT run)", "convertkit --no-check", "convertkit (export + validate)"):
+        print(f"  {key:36s} {r[key]['seconds']:7.2f} s {r[key]['peak_mib']:8.0f} MiB")
+    print(f"  ratio --no-check / plain: {r['ratio_nocheck_vs_plain']:.2f} "
+          f"(target <= {EXPORT_RATIO_TARGET}: {'MET' if r['met'] else 'MISSED'}); "
+          f"parity {r['parity_verdict']}, exporter {r['exporter']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
