@@ -36,6 +36,9 @@ def require(module: str) -> ModuleType:
         # TF's oneDNN rewrites produce _Mkl* ops the TF.js converter cannot read.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # tensorflowjs imports tensorflow_decision_forests, whose banner imports IPython whenever
+        # stdout is not a terminal (pytest, quiet()); IPython is not installed.
+        os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     if module.split(".")[0] in ("transformers", "optimum"):
         os.environ.setdefault("USE_TF", "0")
     try:

@@ -167,8 +167,7 @@ class TfjsRunner(Runner):
         specs, buffers = [], []
         for name, value in feeds.items():
             arr = self._to_wire(name, np.asarray(value))
-            specs.append({"name": name, "dtype": "bool" if arr.dtype == np.bool_ else str(arr.dtype),
-                          "shape": list(arr.shape), "byteLength": arr.nbytes})
+            specs.append({"name": name, "dtype": arr.dtype.name, "shape": list(arr.shape), "byteLength": arr.nbytes})
             buffers.append(arr)
         header = json.dumps({"type": "infer", "inputs": specs}).encode()
         stdin = self._proc.stdin
@@ -193,7 +192,7 @@ class TfjsRunner(Runner):
         """``arr`` as C-ordered little-endian float32/int32/bool; records any narrowing."""
         import numpy as np
 
-        src = "bool" if arr.dtype == np.bool_ else arr.dtype.name
+        src = arr.dtype.name
         dst = src if src in _WIRE else _NARROW.get(src)
         if dst is None:
             raise InputError(f"input '{name}' has dtype {src}; TF.js takes float32, int32 or bool")

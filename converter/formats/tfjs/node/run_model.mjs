@@ -18,12 +18,14 @@
  *             data is C-order, little-endian, bool as one byte (0/1) per element
  *
  * 1. After loading, Node sends one frame (empty payload):
- *      {"type": "ready", "format": "graph-model"|"layers-model", "backend", "tfjs",
+ *      {"type": "ready", "format": "graph-model"|"layers-model", "backend", "tfjs", "node",
  *       "inputs": [{"name", "shape", "dtype"}], "outputs": [...], "load_ms", "flags"}
+ *    (a null shape entry is a dimension of any size; null shape/dtype: not known before running)
  *    or, if the model cannot be loaded, {"type": "error", "kind": "load", "error": "..."}
  *    and exits with status 1.
  * 2. Each request: {"type": "infer", "inputs": [tensor, ...]} + payload.
- *    Response: {"type": "result", "outputs": [tensor, ...], "ms"} + payload,
+ *    Response: {"type": "result", "outputs": [tensor, ...], "ms": {"run", "total"}} + payload
+ *    (run: making the input tensors and executing; total: also reading the outputs back),
  *    or {"type": "error", "kind": "input"|"runtime", "error": "..."} with an empty payload.
  *    A request that cannot be framed (bad JSON, bad byteLength) gets
  *    {"type": "error", "kind": "protocol", ...} and Node exits with status 2: the stream
