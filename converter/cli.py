@@ -62,7 +62,8 @@ def _input_options(f: Any) -> Any:
                      help="Real sample data: an .npz with one array per input name."),
         click.option("--weights", type=click.Path(dir_okay=False), help="State dict (.pt/.pth or .safetensors) "
                      "for a package.module:callable source."),
-        click.option("--trust-code", is_flag=True, help="Allow loading that runs code from the file: a pickled nn.Module, Keras Lambda layers."),
+        click.option("--trust-code", is_flag=True, help="Allow loaders that run code from the file "
+                     "(pickled nn.Module, Keras Lambda layers)."),
         click.option("--atol", type=float, help="Absolute tolerance (default 1e-4 for fp32)."),
         click.option("--rtol", type=float, help="Relative tolerance (default 1e-3 for fp32)."),
         click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
@@ -141,7 +142,8 @@ def validate(reference: str, candidate: str, **kw: Any) -> None:
 @main.command()
 @click.argument("model")
 @click.option("--weights", type=click.Path(dir_okay=False), help="State dict for a package.module:callable model.")
-@click.option("--trust-code", is_flag=True, help="Allow loading that runs code from the file: a pickled nn.Module, Keras Lambda layers.")
+@click.option("--trust-code", is_flag=True, help="Allow loaders that run code from the file "
+                     "(pickled nn.Module, Keras Lambda layers).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def inspect(model: str, weights: str | None, trust_code: bool, as_json: bool) -> None:
     """Show a model's inputs, outputs, op histogram, parameters, size, opset and producer."""

@@ -73,7 +73,7 @@ def describe(artifact: Artifact) -> dict[str, Any]:
 
 def op_counts(artifact: Artifact) -> dict[str, int] | None:
     fn = getattr(format_modules().get(artifact.format.name), "op_counts", None)
-    if fn is None or artifact.path is None:
+    if fn is None or (artifact.path is None and artifact.obj is None):
         return None
     try:
         return fn(artifact)

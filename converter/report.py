@@ -66,7 +66,10 @@ def render(report: RunReport, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(stderr=True)
+    import sys
+
+    # rich assumes 80 columns when stderr is not a terminal (CI logs): too narrow for the table
+    console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     if report.stages:
         st = Table(title="stages", title_justify="left", show_edge=False)
         for col in ("stage", "seconds", "bytes in", "bytes out", "notes"):

@@ -42,6 +42,8 @@ def test_fixture_exports_and_passes_parity(torch_fixtures, tmp_path, name, form)
     # the batch dimension stays dynamic, under the name the user gave it
     first = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert first.dim_param == "batch" and not first.HasField("dim_value")
+    out_first = model.graph.output[0].type.tensor_type.shape.dim[0]
+    assert out_first.dim_param == "batch"  # outputs too, not the exporter's symbol (s77)
     # dynamic inputs were validated at several sizes
     sizes = {tuple(o.got_shape) for o in report.parity.outputs}
     assert sizes

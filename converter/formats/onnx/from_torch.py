@@ -132,17 +132,25 @@ def _unsupported_ops(exc: BaseException) -> set[str]:
 
 
 def _finish(path: Path, specs: tuple) -> tuple[tuple, tuple]:
-    """Name dynamic input dims as the user named them, check the model, and read its I/O back."""
+    """Name dynamic dims as the user named them (the exporters use symbols like s77, in the
+    outputs too), check the model, and read its I/O back."""
     onnx = require("onnx")
     model = onnx.load(str(path), load_external_data=False)
     by_name = {s.name: s for s in specs}
+    renamed: dict[str, str] = {}
     for inp in model.graph.input:
         spec = by_name.get(inp.name)
         if spec is None or spec.shape is None:
             continue
         for dim, want in zip(inp.type.tensor_type.shape.dim, spec.shape):
             if isinstance(want, str):
+                if dim.dim_param and dim.dim_param != want:
+                    renamed.setdefault(dim.dim_param, want)
                 dim.dim_param = want
+    for value in [*model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renamed:
+                dim.dim_param = renamed[dim.dim_param]
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
     return io_specs(model)

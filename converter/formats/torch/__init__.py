@@ -31,6 +31,12 @@ def make_runner(artifact: Artifact, **options: Any) -> Runner:
     return TorchRunner(artifact)
 
 
+def op_counts(artifact: Artifact) -> dict[str, int]:
+    from .source import op_counts as _ops
+
+    return _ops(artifact)
+
+
 def describe(artifact: Artifact) -> dict[str, Any]:
     from .source import describe as _describe
 

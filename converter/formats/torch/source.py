@@ -193,12 +193,26 @@ def default_int_range(module: Any) -> tuple[int, int] | None:
     return (0, min(sizes)) if sizes else None
 
 
+def op_counts(artifact: Artifact) -> dict[str, int]:
+    """An ExportedProgram's aten ops; otherwise the leaf module types (what a user would recognise)."""
+    from collections import Counter
+
+    obj = artifact.obj
+    if hasattr(obj, "graph_signature"):
+        counts = Counter(str(n.target).replace("aten.", "").split(".")[0] for n in obj.graph.nodes
+                         if n.op == "call_function")
+    elif hasattr(obj, "modules"):
+        counts = Counter(type(m).__name__ for m in obj.modules() if not list(m.children()))
+    else:
+        return {}
+    return dict(sorted(counts.items()))
+
+
 def describe(artifact: Artifact) -> dict[str, Any]:
     obj = artifact.obj
     module = obj.module() if hasattr(obj, "graph_signature") else obj
     params = sum(int(p.numel()) for p in module.parameters()) if hasattr(module, "parameters") else None
-    return {"kind": artifact.meta.get("kind"), "parameters": params,
-            "inputs": [s.to_json() for s in artifact.inputs]}
+    return {"kind": artifact.meta.get("kind"), "parameters": params, "ops": op_counts(artifact)}
 
 
 def _first_line(exc: BaseException) -> str:
