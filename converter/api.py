@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .core import FP32, Artifact, Format, Pipeline, StageRecord, TensorSpec, Tolerance, now
-from .errors import ConvertkitError, StageError, UnsupportedOpError, UsageError
+from .core import Artifact, Format, TensorSpec
+from .errors import UsageError
 from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
 from .parity.validate import run as run_outputs
-from .parity.validate import validate as _validate
+from .passes import PassSpec, parse_pass_spec
+from .pipeline import Checker, run_pipeline
 from .plan import plan
 from .report import RunReport
 
@@ -29,17 +30,33 @@ log = logging.getLogger(__name__)
 InputsArg = Sequence[str | TensorSpec] | None
 
 
-def load(source: Any, *, weights: str | None = None, trust_code: bool = False) -> Artifact:
-    """Open a model (path, import path, or in-memory torch.nn.Module) as an Artifact."""
+def load(source: Any, *, weights: str | None = None, trust_code: bool = False, signature: str | None = None,
+         output_names: Sequence[str] = ()) -> Artifact:
+    """Open a model (path, import path, or in-memory torch.nn.Module) as an Artifact. ``signature``
+    picks a TF SavedModel's signature (default serving_default); ``output_names`` lets a format
+    check them early (a frozen TF graph's output tensors)."""
     if isinstance(source, Artifact):
         return source
     if isinstance(source, (str, Path)):
-        return registry.open_source(str(source), weights=weights, trust_code=trust_code)
+        art = _open(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names)
+        if signature and art.meta.get("signature") != signature:
+            kind = art.meta.get("kind") or art.format.name
+            raise UsageError(f"--signature applies to a TensorFlow SavedModel, not to {art.label} ({art.format}: {kind})")
+        return art
     if hasattr(source, "forward") and hasattr(source, "parameters"):
         fmt = registry.get_format("torch")
         return Artifact(fmt, None, meta={"kind": "module", "source": type(source).__name__}, obj=source.eval())
     raise UsageError(f"cannot use a {type(source).__name__} as a model",
                      hint="give a file path, package.module:callable, or a torch.nn.Module")
+
+
+def _open(source: str | Path, *, signature: str | None = None, output_names: Sequence[str] = (),
+          **options: Any) -> Artifact:
+    if signature:
+        options["signature"] = signature  # only when given: not every format takes them
+    if output_names:
+        options["output_names"] = tuple(output_names)
+    return registry.open_source(str(source), **options)
 
 
 def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, *,
@@ -108,74 +125,48 @@ def _np(v: Any) -> Any:
     return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
 
 
-def tolerance(pipeline: Pipeline | None, atol: float | None, rtol: float | None) -> Tolerance:
-    """fp32 defaults, loosened by what the stages declare, then the user's explicit overrides."""
-    tol = pipeline.tolerance_added if pipeline is not None else FP32
-    return Tolerance(tol.atol if atol is None else atol, tol.rtol if rtol is None else rtol,
-                     tol.min_cosine, tol.min_top1)
-
-
-def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Path) -> tuple[Artifact, list[StageRecord]]:
-    records: list[StageRecord] = []
-    current = src
-    for i, stage in enumerate(pipeline.stages):
-        last = i == len(pipeline.stages) - 1
-        target = out_dir if last else work_dir / f"{i:02d}-{stage.name.replace('->', '-to-')}"
-        target.mkdir(parents=True, exist_ok=True)
-        t0 = now()
-        try:
-            result = stage.run(current, target)
-        except (StageError, UnsupportedOpError):
-            raise
-        except ConvertkitError as exc:
-            raise StageError(stage.name, exc.message, before=[s.name for s in pipeline.stages[:i]], hint=exc.hint) from exc
-        except Exception as exc:  # a converter's own error: name the stage, keep the first line
-            msg = " ".join(str(exc).split())[:400] or type(exc).__name__
-            raise StageError(stage.name, f"{type(exc).__name__}: {msg}", before=[s.name for s in pipeline.stages[:i]]) from exc
-        records.append(StageRecord(stage.name, stage.config(), round(now() - t0, 3), current.size_bytes(),
-                                   result.size_bytes(), registry.op_counts(current), registry.op_counts(result),
-                                   dict(result.meta), _rel(result.path, out_dir)))
-        current = result
-    return current, records
-
-
-def _rel(path: Path | None, root: Path) -> str | None:
-    if path is None:
-        return None
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-def export(source: Any, to: str | Format = "onnx", out_dir: str | Path = "convertkit-out", *,
+def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = "convertkit-out", *,
            inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, example_inputs: Any = None,
            output_names: Sequence[str] = (), weights: str | None = None, trust_code: bool = False,
-           check: bool = True, atol: float | None = None, rtol: float | None = None, samples: int = 3,
-           seed: int = 0, opset: int | None = None, exporter: str | None = None,
-           keep_intermediates: bool = False, force: bool = False) -> RunReport:
-    """Convert ``source`` to ``to`` in ``out_dir`` and validate it against the source.
+           signature: str | None = None, check: bool = True, atol: float | None = None,
+           rtol: float | None = None, samples: int = 3, seed: int = 0, opset: int | None = None, exporter: str | None = None,
+           keep_intermediates: bool = False, force: bool = False, passes: Sequence[str | PassSpec] = (),
+           validate_each: bool = False, runner_options: Mapping[str, Any] | None = None,
+           **stage_options: Any) -> RunReport:
+    """Convert ``source`` to ``to`` in ``out_dir``, apply ``passes`` (``"quantize"``,
+    ``"prune:sparsity=0.5"``, ...), and validate the result against the source.
+    ``to=None`` keeps the source's format (what ``optimize`` does). Extra keyword arguments are
+    stage options by field name (e.g. ``tfjs_format="layers"``); ``runner_options`` go to the
+    runtimes (e.g. ``{"backend": "cpu"}`` for TF.js).
 
     Raises a ConvertkitError subclass for bad input (exit 2) or a failed conversion (exit 3); a
     parity failure is not raised: the model is written for inspection and ``report.verdict`` is
     FAILED (exit 1)."""
-    target = to if isinstance(to, Format) else registry.get_format(to)
+    specs = tuple(p if isinstance(p, PassSpec) else parse_pass_spec(p) for p in passes)
     inputs = parse_inputs(inputs)  # bad specs fail before any framework loads
-    src = load(source, weights=weights, trust_code=trust_code)
+    src = load(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names)
+    target = src.format if to is None else to if isinstance(to, Format) else registry.get_format(to)
+    if target == src.format and not specs:
+        raise UsageError(f"{src.label} is already a {target} model and no pass was asked for",
+                         hint="give --to another format, or -p PASS")
+    pipeline = plan(src.format, target, {"opset": opset, "exporter": exporter, **stage_options}, specs)
     sources = (src.path,) if src.path is not None else ()
     dest = check_destination(Path(out_dir), sources=sources, force=force)
     src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
     if output_names:
         src = src.with_(outputs=tuple(TensorSpec(n, None, "float32") for n in output_names))
-    pipeline = plan(src.format, target, {"opset": opset, "exporter": exporter})
-    report = RunReport("export", {"location": src.meta.get("source"), "format": src.format.name,
+    report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
+    runner_options = dict(runner_options or {})
+    checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
     with atomic_dir(dest) as tmp:
         work = tmp / "intermediates"
-        final, report.stages = run_pipeline(pipeline, src, tmp, work)
+        final, report.stages = run_pipeline(pipeline, src, tmp, work, checker=checker, validate_each=validate_each)
         report.outputs = [s.to_json() for s in final.outputs]
         report.artifact = str(dest / final.path.relative_to(tmp)) if final.path else None
-        if check:
-            tol = tolerance(pipeline, atol, rtol)
-            report.parity = _validate(src, final, feed_list, tol)
+        if checker is not None:
+            report.parity = checker(final, checker.tolerance_for(pipeline.stages))
         else:
             report.notes.append("validation skipped (--no-check): nothing proves this model computes the same")
         if work.exists() and not keep_intermediates:
@@ -184,25 +175,45 @@ def export(source: Any, to: str | Format = "onnx", out_dir: str | Path = "conver
     return report
 
 
+def optimize(model: Any, passes: Sequence[str | PassSpec], out_dir: str | Path, **options: Any) -> RunReport:
+    """Apply passes to an existing model (ONNX, TF.js) and validate the result against it."""
+    if not passes:
+        raise UsageError("optimize needs at least one pass", hint="e.g. -p quantize, -p fp16, -p simplify")
+    return export(model, to=None, out_dir=out_dir, passes=passes, **options)
+
+
 def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None,
              example_inputs: Any = None, weights: str | None = None, trust_code: bool = False,
-             atol: float | None = None, rtol: float | None = None, samples: int = 3, seed: int = 0) -> RunReport:
-    """Compare any two models convertkit can run, on the same (given or seeded) inputs."""
+             signature: str | None = None, atol: float | None = None, rtol: float | None = None, samples: int = 3,
+             seed: int = 0, runner_options: Mapping[str, Any] | None = None) -> RunReport:
+    """Compare any two models convertkit can run, on the same (given or seeded) inputs. ``signature``
+    applies to whichever of the two is a TF SavedModel."""
     inputs = parse_inputs(inputs)
-    ref = load(reference, weights=weights, trust_code=trust_code)
-    cand = load(candidate, trust_code=trust_code)
+    ref = _load_for_signature(reference, signature, weights=weights, trust_code=trust_code)
+    cand = _load_for_signature(candidate, signature, trust_code=trust_code)
+    if signature and signature not in (ref.meta.get("signature"), cand.meta.get("signature")):
+        raise UsageError(f"--signature applies to a TensorFlow SavedModel; neither {ref.label} nor {cand.label} is one")
     if not ref.inputs and cand.inputs and not inputs and feeds is None and example_inputs is None:
         ref = ref.with_(inputs=cand.inputs)  # e.g. TorchScript vs ONNX: take the ONNX model's specs
     ref, feed_list, notes = prepare_inputs(ref, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
     report = RunReport("validate", {"location": ref.meta.get("source"), "format": ref.format.name,
                                     "kind": ref.meta.get("kind")}, cand.format.name,
                        inputs=[s.to_json() for s in ref.inputs], artifact=cand.label, notes=notes)
-    report.parity = _validate(ref, cand, feed_list, tolerance(None, atol, rtol))
+    checker = Checker(ref, feed_list, atol, rtol, dict(runner_options or {}))
+    report.parity = checker(cand, checker.tolerance_for(()))
     return report
 
 
-def inspect(model: Any, *, weights: str | None = None, trust_code: bool = False) -> dict[str, Any]:
-    art = load(model, weights=weights, trust_code=trust_code)
+def _load_for_signature(source: Any, signature: str | None, **kw: Any) -> Artifact:
+    """``load``, where ``signature`` (validate takes one for either side) may not apply to this one."""
+    if signature and isinstance(source, (str, Path)):
+        return _open(source, signature=signature, **kw)
+    return load(source, **kw)
+
+
+def inspect(model: Any, *, weights: str | None = None, trust_code: bool = False,
+            signature: str | None = None) -> dict[str, Any]:
+    art = load(model, weights=weights, trust_code=trust_code, signature=signature)
     info = {"format": art.format.name, "path": art.label, "bytes": art.size_bytes(),
             "inputs": [s.to_json() for s in art.inputs], "outputs": [s.to_json() for s in art.outputs]}
     info.update(registry.describe(art))

@@ -64,16 +64,32 @@ def _input_options(f: Any) -> Any:
                      "for a package.module:callable source."),
         click.option("--trust-code", is_flag=True, help="Allow loaders that run code from the file "
                      "(pickled nn.Module, Keras Lambda layers)."),
+        click.option("--signature", metavar="NAME", help="The signature of a TF SavedModel to use "
+                     "[default: serving_default]."),
         click.option("--atol", type=float, help="Absolute tolerance (default 1e-4 for fp32)."),
         click.option("--rtol", type=float, help="Relative tolerance (default 1e-3 for fp32)."),
         click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
                      help="Seeded samples to validate on (dynamic dims get several sizes)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs."),
+        click.option("--tfjs-backend", type=click.Choice(["wasm", "cpu"]), default="wasm", show_default=True,
+                     help="TF.js backend that runs TF.js models during validation."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+def _pass_option(f: Any) -> Any:
+    return click.option("-p", "--pass", "passes", multiple=True, metavar="NAME[:key=value,...]",
+                        help="An optimization pass, repeatable, applied in order: quantize, "
+                             "quantize:mode=static, fp16, prune:sparsity=0.5, simplify, ... "
+                             "(NAME@FORMAT picks the format on the route).")(f)
+
+
+def _runtime(kw: dict[str, Any]) -> dict[str, Any]:
+    """CLI options that go to the runtimes rather than to the stages."""
+    return {"backend": kw.pop("tfjs_backend")}
 
 
 def _finish(report: Any, as_json: bool) -> None:
@@ -87,29 +103,42 @@ def _finish(report: Any, as_json: bool) -> None:
 
 @main.command()
 @click.argument("source")
-@click.option("--to", "to", default="onnx", show_default=True, metavar="FORMAT", help="Target format: onnx.")
+@click.option("--to", "to", default="onnx", show_default=True, metavar="FORMAT", help="Target format: onnx or tfjs.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output directory "
               "[default: ./convertkit-out/<source name>-<format>].")
 @_input_options
-@click.option("--output-names", help="Comma-separated names for the model's outputs (default output, output_N).")
+@click.option("--output-names", help="Comma-separated names for the model's outputs (default output, output_N); "
+              "for a frozen TF graph, the output tensors (e.g. probs:0).")
 @click.option("--opset", type=int, help="ONNX opset (default 18).")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
               help="torch.onnx exporter; auto tries dynamo, then TorchScript.")
+@click.option("--tfjs-format", type=click.Choice(["graph", "layers"]), help="TF.js model format "
+              "[default: graph; layers is for Keras sources: trainable in the browser].")
+@_pass_option
 @click.option("--no-check", is_flag=True, help="Skip validation (the report says so).")
+@click.option("--validate", "validate_mode", type=click.Choice(["final", "each"]), default="final", show_default=True,
+              help="each: also compare every intermediate artifact with the source, to see which hop drifts.")
 @click.option("--keep-intermediates", is_flag=True, help="Keep every stage's artifact under OUT/intermediates.")
 @click.option("--force", is_flag=True, help="Replace OUT even if convertkit did not write it.")
-def export(source: str, to: str, out_dir: str | None, output_names: str | None, no_check: bool, **kw: Any) -> None:
+def export(source: str, to: str, out_dir: str | None, output_names: str | None, no_check: bool,
+           validate_mode: str, **kw: Any) -> None:
     """Convert SOURCE to another format and validate it.
 
     \b
-    SOURCE is a torch.export .pt2, a TorchScript .pt, an .onnx file, or
-    package.module:callable (returning an nn.Module; add --weights FILE).
+    SOURCE is a torch.export .pt2, a TorchScript .pt, an .onnx file,
+    package.module:callable (returning an nn.Module; add --weights FILE),
+    a Keras .keras / .h5 model or tf_keras SavedModel directory, a TF
+    SavedModel directory (add --signature NAME for another signature) or a
+    frozen TF graph .pb (add --output-names).
 
     \b
     Examples:
       convertkit export model.pt2 --to onnx -o out/
       convertkit export mypkg.models:build --weights w.safetensors -i x:batch,3,224,224 -o out/
       convertkit export net.ts.pt -i ids:batch,128:int64:0..30522 --atol 1e-5 -o out/
+      convertkit export model.keras -o out/
+      convertkit export saved_model_dir/ --signature predict -o out/
+      convertkit export frozen.pb -i x:batch,10 --output-names probs:0 -o out/
     """
     from . import api
 
@@ -118,7 +147,33 @@ def export(source: str, to: str, out_dir: str | None, output_names: str | None, 
         name = Path(source.split(":")[-1]).name.split(".")[0] or "model"
         out_dir = str(Path("convertkit-out") / f"{name}-{to}")
     names = tuple(n.strip() for n in output_names.split(",")) if output_names else ()
-    report = api.export(source, to=to, out_dir=out_dir, check=not no_check, output_names=names, **kw)
+    if kw.get("tfjs_format") is None:
+        kw.pop("tfjs_format")
+    report = api.export(source, to=to, out_dir=out_dir, check=not no_check, output_names=names,
+                        validate_each=validate_mode == "each", runner_options=_runtime(kw), **kw)
+    _finish(report, as_json)
+
+
+@main.command()
+@click.argument("model")
+@_pass_option
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output directory.")
+@_input_options
+@click.option("--no-check", is_flag=True, help="Skip validation (the report says so).")
+@click.option("--force", is_flag=True, help="Replace OUT even if convertkit did not write it.")
+def optimize(model: str, passes: tuple[str, ...], out_dir: str, no_check: bool, **kw: Any) -> None:
+    """Apply passes to an existing ONNX or TF.js MODEL and validate the result against it.
+
+    \b
+    Examples:
+      convertkit optimize model.onnx -p quantize -o out/int8
+      convertkit optimize model.onnx -p simplify -p fp16 -o out/fp16
+      convertkit optimize tfjs_dir/ -p quantize:dtype=uint16 -o out/web
+    """
+    from . import api
+
+    as_json = kw.pop("as_json")
+    report = api.optimize(model, passes, out_dir, check=not no_check, runner_options=_runtime(kw), **kw)
     _finish(report, as_json)
 
 
@@ -136,7 +191,7 @@ def validate(reference: str, candidate: str, **kw: Any) -> None:
     from . import api
 
     as_json = kw.pop("as_json")
-    _finish(api.validate(reference, candidate, **kw), as_json)
+    _finish(api.validate(reference, candidate, runner_options=_runtime(kw), **kw), as_json)
 
 
 @main.command()
@@ -144,12 +199,14 @@ def validate(reference: str, candidate: str, **kw: Any) -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), help="State dict for a package.module:callable model.")
 @click.option("--trust-code", is_flag=True, help="Allow loaders that run code from the file "
                      "(pickled nn.Module, Keras Lambda layers).")
+@click.option("--signature", metavar="NAME", help="The signature of a TF SavedModel to show "
+              "[default: serving_default].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect(model: str, weights: str | None, trust_code: bool, as_json: bool) -> None:
+def inspect(model: str, weights: str | None, trust_code: bool, signature: str | None, as_json: bool) -> None:
     """Show a model's inputs, outputs, op histogram, parameters, size, opset and producer."""
     from . import api
 
-    info = api.inspect(model, weights=weights, trust_code=trust_code)
+    info = api.inspect(model, weights=weights, trust_code=trust_code, signature=signature)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -157,7 +214,8 @@ def inspect(model: str, weights: str | None, trust_code: bool, as_json: bool) ->
     from rich.table import Table
 
     console = Console()
-    for key in ("format", "path", "bytes", "parameters", "kind", "opset", "producer", "nodes"):
+    for key in ("format", "path", "bytes", "parameters", "kind", "library", "signature", "signatures", "opset",
+                "producer", "nodes"):
         if info.get(key) is not None:
             console.print(f"[bold]{key}[/]: {info[key]}")
     for kind in ("inputs", "outputs"):

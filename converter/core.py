@@ -107,6 +107,14 @@ class Tolerance:
 FP32 = Tolerance()
 
 
+def accumulated_tolerance(stages: Sequence[Stage]) -> Tolerance:
+    """fp32 defaults, loosened by the error each stage declares it may add."""
+    tol = FP32
+    for s in stages:
+        tol = tol.loosened_by(s.tolerance)
+    return tol
+
+
 class Stage(ABC):
     """Turns one artifact into a new one in a new directory. Concrete stages are frozen
     dataclasses whose fields are their configuration."""
@@ -134,7 +142,15 @@ class Export(Stage):
 
 
 class Pass(Stage):
-    """A stage that keeps the format (quantize, fp16, prune, simplify)."""
+    """A stage that keeps the format (quantize, fp16, prune, simplify).
+
+    A pass may be handed a ``check``: a callable that runs an artifact against the ORIGINAL
+    model (the pipeline's source) on the validation feeds and returns a ParityReport under the
+    pass's tolerance. Passes that choose between variants (per-channel or not, which nodes to
+    keep in higher precision) use it to keep the smallest variant that passes."""
+
+    def run(self, src: Artifact, out_dir: Path, check: Any = None) -> Artifact:  # type: ignore[override]
+        raise NotImplementedError
 
 
 class Runner(ABC):
@@ -172,6 +188,11 @@ class StageRecord:
     ops_out: dict[str, int] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    gzip_bytes_in: int | None = None  # what a web server actually sends (passes only)
+    gzip_bytes_out: int | None = None
+    latency_ms_in: float | None = None  # median runtime latency on the sample inputs (passes only)
+    latency_ms_out: float | None = None
+    parity: dict[str, Any] | None = None  # this stage's result against the original (passes, --validate each)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,13 +209,6 @@ class Pipeline:
             if b.accepts != a.produces:
                 raise TypeError(f"pipeline does not chain: {a.name} produces {a.produces}, "
                                 f"{b.name} accepts {b.accepts}")
-
-    @property
-    def tolerance_added(self) -> Tolerance:
-        tol = FP32
-        for s in self.stages:
-            tol = tol.loosened_by(s.tolerance)
-        return tol
 
     def __str__(self) -> str:
         return " -> ".join(s.name for s in self.stages) or "(nothing to do)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 
 #: top-level module -> (pip extra of convertkit that installs it, package to name)
@@ -20,6 +21,8 @@ _EXTRAS: dict[str, str] = {
     "safetensors": "torch",
     "tensorflow": "tf",
     "tf_keras": "tf",
+    "keras": "tf",
+    "h5py": "tf",
     "tensorflowjs": "tf",
     "tf2onnx": "tf",
     "onnx2tf": "tf",
@@ -28,11 +31,15 @@ _EXTRAS: dict[str, str] = {
 }
 
 
+#: imports that start TensorFlow, which logs from C++ to stderr while it loads
+_NOISY = ("tensorflow", "tensorflowjs", "tf2onnx", "onnx2tf", "tf_keras", "keras")
+
+
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming what to install."""
     from .errors import MissingDependencyError
 
-    if module.split(".")[0] in ("tensorflow", "tensorflowjs", "tf2onnx", "onnx2tf", "tf_keras"):
+    if module.split(".")[0] in ("tensorflow", "tensorflowjs", "tf2onnx", "onnx2tf", "tf_keras", "keras"):
         # TF's oneDNN rewrites produce _Mkl* ops the TF.js converter cannot read.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,6 +49,11 @@ def require(module: str) -> ModuleType:
     if module.split(".")[0] in ("transformers", "optimum"):
         os.environ.setdefault("USE_TF", "0")
     try:
+        if module.split(".")[0] in _NOISY and "tensorflow" not in sys.modules:
+            from .quiet import quiet
+
+            with quiet():  # TF's C++ runtime prints CUDA/XLA registration errors on stderr at import
+                return importlib.import_module(module)
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]

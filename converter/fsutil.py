@@ -30,6 +30,16 @@ def check_destination(dest: Path, *, sources: tuple[Path, ...] = (), force: bool
     return dest
 
 
+def gzip_bytes(path: Path | None, level: int = 6) -> int | None:
+    """What the model costs on the wire: the gzip size (level 6, a web server's usual) of every file."""
+    import gzip
+
+    if path is None or not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return sum(len(gzip.compress(f.read_bytes(), compresslevel=level, mtime=0)) for f in files)
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: Path) -> Iterator[Path]:
     """Yield an empty directory; on success it replaces ``dest`` in one rename, on error it is removed."""

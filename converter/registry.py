@@ -45,6 +45,22 @@ def stages() -> tuple[type[Stage], ...]:
     return tuple(found)
 
 
+@cache
+def passes() -> tuple[type[Stage], ...]:
+    """Every pass class listed in a ``converter/passes/*.py`` module's PASSES."""
+    from . import passes as pkg
+
+    found: list[type[Stage]] = []
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        found.extend(getattr(mod, "PASSES", ()))
+    return tuple(found)
+
+
+def pass_names() -> list[str]:
+    return sorted({p.name for p in passes()})
+
+
 def targets() -> list[str]:
     return sorted({s.produces.name for s in stages()})
 
@@ -56,7 +72,8 @@ def open_source(location: str, **options: Any) -> Artifact:
         raise InputError(f"{location}: no such file", hint="check the path; an import path looks like package.module:callable")
     if not matches:
         raise InputError(f"{location}: not a model convertkit can read",
-                         hint="give a .pt2, TorchScript .pt, .onnx file, or package.module:callable")
+                         hint="give a .pt2, TorchScript .pt, .onnx, .keras, .h5 or frozen-graph .pb file, a "
+                              "SavedModel or TF.js directory, or package.module:callable")
     return matches[0].open_source(location, **options)
 
 
@@ -69,6 +86,17 @@ def runner_for(artifact: Artifact, **options: Any) -> Runner:
 
 def describe(artifact: Artifact) -> dict[str, Any]:
     return format_modules()[artifact.format.name].describe(artifact)
+
+
+def latency_ms(artifact: Artifact, feeds: Any) -> float | None:
+    """Median latency in the format's runtime, where the format can measure it."""
+    fn = getattr(format_modules().get(artifact.format.name), "latency_ms", None)
+    if fn is None or artifact.path is None:
+        return None
+    try:
+        return fn(artifact, feeds)
+    except Exception:  # informative only
+        return None
 
 
 def op_counts(artifact: Artifact) -> dict[str, int] | None:

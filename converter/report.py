@@ -17,8 +17,8 @@ from .parity.compare import ParityReport
 
 SCHEMA = "convertkit.report/1"
 PASSED, FAILED, UNCHECKED = "PASSED", "FAILED", "UNCHECKED"
-_FRAMEWORKS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorflow", "tensorflowjs", "tf2onnx",
-               "onnx2tf")
+_FRAMEWORKS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorflow", "keras", "tf_keras", "tensorflowjs",
+               "tf2onnx", "onnx2tf")
 
 
 def environment() -> dict[str, Any]:
@@ -72,12 +72,17 @@ def render(report: RunReport, console: Any = None) -> None:
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 140)
     if report.stages:
         st = Table(title="stages", title_justify="left", show_edge=False)
-        for col in ("stage", "seconds", "bytes in", "bytes out", "notes"):
+        for col in ("stage", "seconds", "bytes in", "bytes out", "gzip out", "latency ms", "ops", "notes"):
             st.add_column(col)
         for s in report.stages:
-            notes = ", ".join(f"{k}={v}" for k, v in s.notes.items() if k != "fallback_reason")
-            st.add_row(s.stage, f"{s.seconds:.2f}", _n(s.bytes_in), _n(s.bytes_out), notes)
+            notes = ", ".join(f"{k}={v}" for k, v in s.notes.items() if k != "fallback_reason" and _short(v))
+            latency = "-" if s.latency_ms_out is None else f"{_f(s.latency_ms_in)} -> {_f(s.latency_ms_out)}"
+            st.add_row(s.stage, f"{s.seconds:.2f}", _n(s.bytes_in), _n(s.bytes_out), _n(s.gzip_bytes_out), latency,
+                       op_diff(s.ops_in, s.ops_out) if s.ops_in and s.ops_out else "-", notes)
         console.print(st)
+        for s in report.stages:
+            if s.parity is not None and not s.parity.get("passed"):
+                console.print(f"[yellow]after {s.stage}[/]: parity against the source already fails here")
     if report.parity is not None:
         pt = Table(title=f"parity ({report.parity.samples} samples; atol {report.parity.tolerance.atol:g}, "
                          f"rtol {report.parity.tolerance.rtol:g})", title_justify="left", show_edge=False)
@@ -97,6 +102,20 @@ def render(report: RunReport, console: Any = None) -> None:
     color = {PASSED: "green", FAILED: "bold red", UNCHECKED: "yellow"}[report.verdict]
     where = f" -> {report.artifact}" if report.artifact else ""
     console.print(f"[{color}]{report.verdict}[/]{where}")
+
+
+def op_diff(before: dict[str, int], after: dict[str, int]) -> str:
+    """``Transpose -3 (5->2), Conv +1 (0->1)``: what a stage changed in the op histogram."""
+    parts = []
+    for op in sorted(set(before) | set(after)):
+        a, b = before.get(op, 0), after.get(op, 0)
+        if a != b:
+            parts.append(f"{op} {b - a:+d} ({a}->{b})")
+    return ", ".join(parts) or "unchanged"
+
+
+def _short(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60
 
 
 def _n(v: int | None) -> str:

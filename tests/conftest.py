@@ -38,3 +38,12 @@ def torch_fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from fixtures.build import build
 
     return build(tmp_path_factory.mktemp("fixtures"))
+
+
+@pytest.fixture(scope="session")
+def tf_fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every TensorFlow / Keras fixture, saved once per test session in its source forms."""
+    need("tensorflow", "tf_keras", "keras")
+    from fixtures.build_tf import build
+
+    return build(tmp_path_factory.mktemp("tf_fixtures"))

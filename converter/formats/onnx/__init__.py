@@ -82,6 +82,23 @@ def describe(artifact: Artifact) -> dict[str, Any]:
             "nodes": len(model.graph.node), "ops": op_counts(artifact)}
 
 
+def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10) -> float:
+    """Median onnxruntime latency (ms) on the first sample, after one warm-up run."""
+    import statistics
+    import time
+
+    from .runner import OrtRunner
+
+    with OrtRunner(artifact) as r:
+        r.infer(feeds[0])
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            r.infer(feeds[0])
+            times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 4)
+
+
 def make_runner(artifact: Artifact, **options: Any) -> Runner:
     from .runner import OrtRunner
 
@@ -89,9 +106,10 @@ def make_runner(artifact: Artifact, **options: Any) -> Runner:
 
 
 def _stages() -> tuple[type, ...]:
+    from .from_tf import KerasToOnnx, TfToOnnx
     from .from_torch import TorchToOnnx
 
-    return (TorchToOnnx,)
+    return (TorchToOnnx, KerasToOnnx, TfToOnnx)
 
 
 STAGES = _stages
