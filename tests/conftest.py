@@ -3,7 +3,6 @@ CI: with CI=true a missing framework fails the run, so a broken install cannot p
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -15,11 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def need(*modules: str) -> None:
-    """Skip (locally) or fail (CI=true) when a framework cannot be imported."""
+    """Skip (locally) or fail (CI=true) when a framework cannot be imported. Imports go through
+    convertkit's own deps.require, so the environment it sets (TF_ENABLE_ONEDNN_OPTS=0, ...) is
+    in place before a test imports a framework, as in the CLI."""
+    from converter.deps import require
+    from converter.errors import MissingDependencyError
+
     for name in modules:
         try:
-            importlib.import_module(name)
-        except ImportError as exc:
+            require(name)
+        except MissingDependencyError as exc:
             if os.environ.get("CI", "").lower() == "true":
                 pytest.fail(f"{name} is required in CI but does not import: {exc}")
             pytest.skip(f"{name} not installed")

@@ -1,0 +1,59 @@
+"""TensorFlow (a SavedModel signature, or a frozen GraphDef .pb) -> TF.js graph model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ...core import Artifact, Export, Format, TensorSpec
+from ...deps import require
+from ...errors import UsageError
+from .. import tf as tf_fmt
+from . import FORMAT, TFJS_FORMATS, kind_of, read_model_json
+from .graph import write_from_callable
+
+
+@dataclass(frozen=True)
+class TfToTfjs(Export):
+    name: ClassVar[str] = "tf->tfjs"
+    accepts: ClassVar[Format] = tf_fmt.FORMAT
+    produces: ClassVar[Format] = FORMAT
+
+    tfjs_format: str = "graph"  # TF.js graph model; a layers model needs a Keras source
+
+    def __post_init__(self) -> None:  # at plan time: a bad option fails before any work
+        if self.tfjs_format not in TFJS_FORMATS:
+            raise UsageError(f"unknown TF.js format '{self.tfjs_format}'", hint=f"one of: {', '.join(TFJS_FORMATS)}")
+        if self.tfjs_format != "graph":
+            raise UsageError("a TensorFlow model (SavedModel or frozen graph) converts to a TF.js graph model only",
+                             hint="use --tfjs-format graph; the layers format needs a Keras model source")
+
+    def run(self, src: Artifact, out_dir: Path) -> Artifact:
+        tf = require("tensorflow")
+        from ..tf.runner import tf_callable
+
+        call = tf_callable(src, tf)
+        notes = write_from_callable(call.fn, call.input_names, src.inputs, call.output_names, out_dir,
+                                    stage=self.name)
+        return finish(out_dir, notes, call.input_names, call.output_names)
+
+
+def finish(out_dir: Path, notes: dict[str, Any], input_names: Sequence[str], output_names: Sequence[str]) -> Artifact:
+    """The written model as an artifact. Names the source's runner uses that TF.js does not keep
+    are recorded in its meta (``renamed``), with any dtype TF.js narrows (``dtype_changes``)."""
+    from .runner import read_specs
+
+    inputs, outputs = read_specs(out_dir)
+    renamed = {**_renamed(input_names, inputs), **_renamed(output_names, outputs)}
+    if renamed:
+        notes["renamed"] = renamed
+    return Artifact(FORMAT, out_dir, inputs, outputs, meta={"kind": kind_of(read_model_json(out_dir)), **notes})
+
+
+def _renamed(old: Sequence[str], after: Sequence[TensorSpec]) -> dict[str, str]:
+    """Names the source had that the TF.js model lacks, paired in order with its new names."""
+    new = [s.name for s in after]
+    lost, extra = [n for n in old if n not in new], [n for n in new if n not in old]
+    return dict(zip(lost, extra))

@@ -1,0 +1,144 @@
+"""Write a Keras model as a TF.js layers model (topology + weights; loadable and trainable with
+``tf.loadLayersModel``), in-process with tensorflowjs's Keras HDF5 writer.
+
+tensorflowjs reads Keras 2 (tf_keras) models only: a Keras 3 model is rebuilt in tf_keras first
+(keras3.py) or refused with the reason. Before writing, every layer class is checked against the
+classes the installed tfjs-layers registers (all missing ones named at once); integer inputs
+declared int64 become int32 (TF.js has no int64 tensors, and tfjs-layers cannot feed an int64 input).
+
+Stdlib at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ...core import Artifact
+from ...deps import require
+from ...errors import StageError, UnsupportedOpError
+from ...quiet import quiet
+from . import SHARD_BYTES
+from .graph import NARROWED
+
+_LOGGERS = ("tensorflow", "absl", "tf_keras", "keras", "tensorflowjs", "h5py")
+_CLASS_RE = re.compile(r"^\s*(?:\w+\.)?className = '(\w+)'", re.M)
+#: container classes tfjs-layers deserializes itself (not registered like layers)
+_CONTAINERS = {"Functional", "Model", "Sequential"}
+
+
+def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str, Any]:
+    tf = require("tensorflow")
+    from ..keras.runner import model_of
+    from ..keras.source import input_names
+    from .from_keras import is_tf_keras
+
+    model = model_of(src)
+    notes: dict[str, Any] = {}
+    try:
+        config = json.loads(model.to_json())
+    except Exception as exc:  # a subclassed model has no config: nothing to write as layers
+        raise StageError(stage, f"the Keras model has no layer config to write as a TF.js layers model "
+                         f"({_first_line(exc)})", hint="use --tfjs-format graph") from exc
+    check_layer_classes({"model_config": config})
+    if not is_tf_keras(model):
+        from .keras3 import NotRebuildable, rebuild
+
+        try:
+            model, extra = rebuild(model, _sample_feeds(src), input_names(model), tf)
+        except NotRebuildable as exc:
+            raise StageError(stage, f"this Keras 3 model cannot be written as a TF.js layers model: {exc}",
+                             hint="tensorflowjs writes layers models from Keras 2 (tf_keras) models only, and "
+                                  "convertkit's tf_keras rebuild of this model was refused; use --tfjs-format graph "
+                                  "(every Keras model converts to a graph model), or save the model with tf_keras"
+                             ) from exc
+        notes.update(extra)
+    with quiet(*_LOGGERS):  # its import warns (tensorflow_hub: pkg_resources is deprecated)
+        h5conv = require("tensorflowjs.converters.keras_h5_conversion")
+    h5py = require("h5py")
+    with tempfile.TemporaryDirectory(prefix="convertkit-h5-") as tmp:
+        h5 = Path(tmp) / "model.h5"
+        try:
+            with quiet(*_LOGGERS):
+                model.save(str(h5), save_format="h5")
+        except Exception as exc:
+            raise StageError(stage, f"tf_keras could not save the model as HDF5 ({_first_line(exc)})",
+                             hint="use --tfjs-format graph") from exc
+        with h5py.File(h5, "r") as f, quiet(*_LOGGERS):
+            topology, groups = h5conv.h5_merged_saved_model_to_tfjs_format(f)
+    changes = narrow_input_dtypes(topology.get("model_config", {}))
+    if changes:
+        notes["dtype_changes"] = changes
+    with quiet(*_LOGGERS):
+        h5conv.write_artifacts(topology, groups, str(out_dir), weight_shard_size_bytes=SHARD_BYTES)
+    return notes
+
+
+def _sample_feeds(src: Artifact) -> list[dict[str, Any]]:
+    from ...parity.inputs import make_feeds
+
+    example = src.meta.get("example")
+    feeds = make_feeds(src.inputs, samples=2, seed=0)
+    return [example, *feeds[1:]] if example else feeds
+
+
+def _layers(config: Any) -> Iterator[dict[str, Any]]:
+    """Every layer entry of a (nested) Keras model config."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
+    for layer in layers or ():
+        if isinstance(layer, dict):
+            yield layer
+            yield from _layers(layer)
+
+
+def narrow_input_dtypes(model_config: dict[str, Any]) -> list[str]:
+    """InputLayers declared with a dtype TF.js lacks (int64, float64) -> the dtype TF.js uses, in place."""
+    changes = []
+    for layer in _layers(model_config):
+        cfg = layer.get("config", {})
+        dtype = cfg.get("dtype")
+        if layer.get("class_name") == "InputLayer" and dtype in NARROWED:
+            cfg["dtype"] = NARROWED[dtype]
+            changes.append(f"{cfg.get('name')}: {dtype} -> {NARROWED[dtype]} (TF.js has no {dtype})")
+    return changes
+
+
+@cache
+def tfjs_layer_classes() -> frozenset[str] | None:
+    """Class names the installed tfjs-layers registers (None when the npm packages are missing)."""
+    import os
+
+    from .runner import NODE_DIR
+
+    root = Path(os.environ.get("CONVERTKIT_NODE_MODULES") or NODE_DIR / "node_modules")
+    dist = root / "@tensorflow" / "tfjs-layers" / "dist"
+    if not dist.is_dir():
+        return None
+    names: set[str] = set()
+    for f in dist.rglob("*.js"):
+        if ".min." in f.name or f.name.startswith("tf-layers") or "miniprogram" in f.parts:
+            continue  # bundles repeat the per-module files
+        names.update(_CLASS_RE.findall(f.read_text(errors="replace")))
+    return frozenset(names)
+
+
+def check_layer_classes(topology: dict[str, Any]) -> None:
+    known = tfjs_layer_classes()
+    if known is None:
+        return  # validation in Node says it instead
+    used = {layer.get("class_name") for layer in _layers(topology.get("model_config", {}))}
+    missing = sorted(c for c in used if isinstance(c, str) and c not in known and c not in _CONTAINERS)
+    if missing:
+        raise UnsupportedOpError("TF.js layers", missing,
+                                 hint="tfjs-layers has no such layer classes; use --tfjs-format graph")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:240]}"
