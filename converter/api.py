@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect as _inspect
 import logging
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
 from .parity.validate import run as run_outputs
 from .passes import PassSpec, parse_pass_spec
-from .pipeline import Checker, run_pipeline
+from .pipeline import Checker, localise, run_pipeline
 from .plan import plan
 from .report import RunReport
 
@@ -31,18 +32,23 @@ InputsArg = Sequence[str | TensorSpec] | None
 
 
 def load(source: Any, *, weights: str | None = None, trust_code: bool = False, signature: str | None = None,
-         output_names: Sequence[str] = ()) -> Artifact:
+         output_names: Sequence[str] = (), task: str | None = None) -> Artifact:
     """Open a model (path, import path, or in-memory torch.nn.Module) as an Artifact. ``signature``
     picks a TF SavedModel's signature (default serving_default); ``output_names`` lets a format
-    check them early (a frozen TF graph's output tensors)."""
+    check them early (a frozen TF graph's output tensors); ``task`` picks a Hugging Face model's head
+    (text-classification, feature-extraction, ...; default: from its config.json)."""
     if isinstance(source, Artifact):
         return source
     if isinstance(source, (str, Path)):
-        art = _open(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names)
+        art = _open(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names,
+                    task=task)
         if signature and art.meta.get("signature") != signature:
             kind = art.meta.get("kind") or art.format.name
             raise UsageError(f"--signature applies to a TensorFlow SavedModel, not to {art.label} ({art.format}: {kind})")
+        _check_task(task, art)
         return art
+    if task:
+        raise UsageError("--task applies to a Hugging Face model directory, not to an in-memory model")
     if hasattr(source, "forward") and hasattr(source, "parameters"):
         fmt = registry.get_format("torch")
         return Artifact(fmt, None, meta={"kind": "module", "source": type(source).__name__}, obj=source.eval())
@@ -51,12 +57,20 @@ def load(source: Any, *, weights: str | None = None, trust_code: bool = False, s
 
 
 def _open(source: str | Path, *, signature: str | None = None, output_names: Sequence[str] = (),
-          **options: Any) -> Artifact:
+          task: str | None = None, **options: Any) -> Artifact:
     if signature:
         options["signature"] = signature  # only when given: not every format takes them
+    if task:
+        options["task"] = task
     if output_names:
         options["output_names"] = tuple(output_names)
     return registry.open_source(str(source), **options)
+
+
+def _check_task(task: str | None, *arts: Artifact) -> None:
+    if task and not any(a.meta.get("kind") == "transformers" for a in arts):
+        where = " nor ".join(f"{a.label} ({a.format})" for a in arts)
+        raise UsageError(f"--task applies to a Hugging Face model directory, not to {where}")
 
 
 def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, *,
@@ -128,7 +142,7 @@ def _np(v: Any) -> Any:
 def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = "convertkit-out", *,
            inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, example_inputs: Any = None,
            output_names: Sequence[str] = (), weights: str | None = None, trust_code: bool = False,
-           signature: str | None = None, check: bool = True, atol: float | None = None,
+           signature: str | None = None, task: str | None = None, check: bool = True, atol: float | None = None,
            rtol: float | None = None, samples: int = 3, seed: int = 0, opset: int | None = None, exporter: str | None = None,
            keep_intermediates: bool = False, force: bool = False, passes: Sequence[str | PassSpec] = (),
            validate_each: bool = False, runner_options: Mapping[str, Any] | None = None,
@@ -144,7 +158,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     FAILED (exit 1)."""
     specs = tuple(p if isinstance(p, PassSpec) else parse_pass_spec(p) for p in passes)
     inputs = parse_inputs(inputs)  # bad specs fail before any framework loads
-    src = load(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names)
+    src = load(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names,
+               task=task)
     target = src.format if to is None else to if isinstance(to, Format) else registry.get_format(to)
     if target == src.format and not specs:
         raise UsageError(f"{src.label} is already a {target} model and no pass was asked for",
@@ -160,17 +175,24 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
     runner_options = dict(runner_options or {})
     checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
-    with atomic_dir(dest) as tmp:
-        work = tmp / "intermediates"
-        final, report.stages = run_pipeline(pipeline, src, tmp, work, checker=checker, validate_each=validate_each)
+    # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
+    with atomic_dir(dest) as tmp, tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as w:
+        work = Path(w)
+        final, report.stages, artifacts = run_pipeline(pipeline, src, tmp, work, checker=checker,
+                                                       validate_each=validate_each)
         report.outputs = [s.to_json() for s in final.outputs]
         report.artifact = str(dest / final.path.relative_to(tmp)) if final.path else None
         if checker is not None:
             report.parity = checker(final, checker.tolerance_for(pipeline.stages))
+            if not report.parity and len(pipeline.stages) > 1:
+                report.notes.append(localise(pipeline, report.stages, artifacts, checker))
         else:
             report.notes.append("validation skipped (--no-check): nothing proves this model computes the same")
-        if work.exists() and not keep_intermediates:
-            shutil.rmtree(work)
+        for rec in report.stages[:-1]:
+            rec.path = f"intermediates/{Path(rec.path).relative_to(work).parts[0]}" \
+                if keep_intermediates and rec.path and Path(rec.path).is_relative_to(work) else None
+        if keep_intermediates and any(work.iterdir()):
+            shutil.copytree(work, tmp / "intermediates")
         report.write(tmp / "report.json")
     return report
 
@@ -184,13 +206,15 @@ def optimize(model: Any, passes: Sequence[str | PassSpec], out_dir: str | Path, 
 
 def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None,
              example_inputs: Any = None, weights: str | None = None, trust_code: bool = False,
-             signature: str | None = None, atol: float | None = None, rtol: float | None = None, samples: int = 3,
-             seed: int = 0, runner_options: Mapping[str, Any] | None = None) -> RunReport:
+             signature: str | None = None, task: str | None = None, atol: float | None = None,
+             rtol: float | None = None, samples: int = 3, seed: int = 0,
+             runner_options: Mapping[str, Any] | None = None) -> RunReport:
     """Compare any two models convertkit can run, on the same (given or seeded) inputs. ``signature``
     applies to whichever of the two is a TF SavedModel."""
     inputs = parse_inputs(inputs)
-    ref = _load_for_signature(reference, signature, weights=weights, trust_code=trust_code)
-    cand = _load_for_signature(candidate, signature, trust_code=trust_code)
+    ref = _load_for_signature(reference, signature, weights=weights, trust_code=trust_code, task=task)
+    cand = _load_for_signature(candidate, signature, trust_code=trust_code, task=task)
+    _check_task(task, ref, cand)
     if signature and signature not in (ref.meta.get("signature"), cand.meta.get("signature")):
         raise UsageError(f"--signature applies to a TensorFlow SavedModel; neither {ref.label} nor {cand.label} is one")
     if not ref.inputs and cand.inputs and not inputs and feeds is None and example_inputs is None:
@@ -204,16 +228,17 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
     return report
 
 
-def _load_for_signature(source: Any, signature: str | None, **kw: Any) -> Artifact:
-    """``load``, where ``signature`` (validate takes one for either side) may not apply to this one."""
-    if signature and isinstance(source, (str, Path)):
-        return _open(source, signature=signature, **kw)
+def _load_for_signature(source: Any, signature: str | None, *, task: str | None = None, **kw: Any) -> Artifact:
+    """``load``, where ``signature`` and ``task`` (validate takes them for either side) may not apply
+    to this one."""
+    if (signature or task) and isinstance(source, (str, Path)):
+        return _open(source, signature=signature, task=task, **kw)
     return load(source, **kw)
 
 
 def inspect(model: Any, *, weights: str | None = None, trust_code: bool = False,
-            signature: str | None = None) -> dict[str, Any]:
-    art = load(model, weights=weights, trust_code=trust_code, signature=signature)
+            signature: str | None = None, task: str | None = None) -> dict[str, Any]:
+    art = load(model, weights=weights, trust_code=trust_code, signature=signature, task=task)
     info = {"format": art.format.name, "path": art.label, "bytes": art.size_bytes(),
             "inputs": [s.to_json() for s in art.inputs], "outputs": [s.to_json() for s in art.outputs]}
     info.update(registry.describe(art))

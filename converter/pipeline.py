@@ -68,8 +68,11 @@ class StageCheck:
 
 def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Path, *,
                  checker: Checker | None = None, validate_each: bool = False,
-                 on_stage: Callable[[str], None] | None = None) -> tuple[Artifact, list[StageRecord]]:
+                 on_stage: Callable[[str], None] | None = None
+                 ) -> tuple[Artifact, list[StageRecord], list[Artifact]]:
+    """Returns the final artifact, a record per stage, and every stage's artifact in order."""
     records: list[StageRecord] = []
+    artifacts: list[Artifact] = []
     current = src
     for i, stage in enumerate(pipeline.stages):
         last = i == len(pipeline.stages) - 1
@@ -101,8 +104,25 @@ def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Pat
         if checker is not None and (validate_each or is_pass) and not last:
             rec.parity = checker(result, stage_tol).to_json()
         records.append(rec)
+        artifacts.append(result)
         current = result
-    return current, records
+    return current, records, artifacts
+
+
+def localise(pipeline: Pipeline, records: list[StageRecord], artifacts: list[Artifact], checker: Checker) -> str:
+    """After a failed final check: which hop first drifts from the original? Checks every
+    intermediate not checked yet (their parity lands in the records) and names the first that fails."""
+    for i, (rec, art) in enumerate(zip(records[:-1], artifacts[:-1])):
+        if rec.parity is None:
+            try:
+                rec.parity = checker(art, checker.tolerance_for(pipeline.stages[: i + 1])).to_json()
+            except ConvertkitError as exc:  # an intermediate its runtime cannot run: say so, go on
+                rec.parity = {"passed": False, "error": exc.one_line()}
+        if not rec.parity.get("passed"):
+            hop = f"{pipeline.stages[i].accepts} -> {pipeline.stages[i].produces}" \
+                if pipeline.stages[i].accepts != pipeline.stages[i].produces else str(pipeline.stages[i].accepts)
+            return f"parity against the source first fails after stage '{rec.stage}' ({hop}); the stages before it pass"
+    return f"every intermediate matches the source; the drift comes from the last stage '{records[-1].stage}'"
 
 
 def _before(pipeline: Pipeline, i: int) -> list[str]:

@@ -32,3 +32,17 @@ def test_optimize_needs_a_pass_and_a_known_one(tmp_path, torch_fixtures):
     assert r.returncode == 2 and "needs at least one pass" in r.stderr
     r = convertkit("optimize", tmp_path / "o" / "model.onnx", "-p", "shrink", "-o", tmp_path / "x")
     assert r.returncode == 2 and "unknown pass 'shrink'" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_keep_intermediates_and_sizes_exclude_them(torch_fixtures, tmp_path):
+    need("torch", "onnx", "onnxruntime", "onnxsim", "onnxscript")
+    out = tmp_path / "o"
+    r = convertkit("export", torch_fixtures["mlp"]["pt2"], "-p", "simplify", "-o", out, "--keep-intermediates")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    first, last = report["stages"]
+    assert first["path"] == "intermediates/00-torch-to-onnx" and (out / first["path"] / "model.onnx").is_file()
+    assert last["path"] == "model.onnx" and last["bytes_out"] == (out / "model.onnx").stat().st_size
+    assert not list(tmp_path.glob(".o.*"))  # no work or temp dirs left beside OUTDIR
+    r = convertkit("export", torch_fixtures["mlp"]["pt2"], "-p", "simplify", "-o", tmp_path / "p")
+    assert r.returncode == 0 and not (tmp_path / "p" / "intermediates").exists()
