@@ -75,7 +75,7 @@ def render(report: RunReport, console: Any = None) -> None:
         for col in ("stage", "seconds", "bytes in", "bytes out", "gzip out", "latency ms", "ops", "notes"):
             st.add_column(col)
         for s in report.stages:
-            notes = ", ".join(f"{k}={v}" for k, v in s.notes.items() if k != "fallback_reason" and _short(v))
+            notes = ", ".join(f"{k}={_note(v)}" for k, v in s.notes.items() if k != "fallback_reason" and _note(v))
             latency = "-" if s.latency_ms_out is None else f"{_f(s.latency_ms_in)} -> {_f(s.latency_ms_out)}"
             st.add_row(s.stage, f"{s.seconds:.2f}", _n(s.bytes_in), _n(s.bytes_out), _n(s.gzip_bytes_out), latency,
                        op_diff(s.ops_in, s.ops_out) if s.ops_in and s.ops_out else "-", notes)
@@ -114,8 +114,14 @@ def op_diff(before: dict[str, int], after: dict[str, int]) -> str:
     return ", ".join(parts) or "unchanged"
 
 
-def _short(v: Any) -> bool:
-    return isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60
+def _note(v: Any, limit: int = 80) -> str:
+    """A stage note for the table: scalars and lists of scalars, cut to ``limit``; the JSON has all."""
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float, bool)) for x in v):
+        v = "; ".join(map(str, v))
+    if not isinstance(v, (str, int, float, bool)):
+        return ""
+    text = str(v)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _n(v: int | None) -> str:
