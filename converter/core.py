@@ -89,6 +89,8 @@ class Tolerance:
     rtol: float = 1e-3
     min_cosine: float | None = None  # if set, each output's cosine similarity must reach it
     min_top1: float | None = None  # if set, classifier-like outputs must agree this often
+    #: output dtype changes a stage makes on purpose (fp16 with keep_io_types=false: float32 -> float16)
+    dtype_changes: tuple[tuple[str, str], ...] = ()
 
     def loosened_by(self, other: Tolerance) -> Tolerance:
         """The tolerance after a stage that may add ``other``'s error."""
@@ -98,7 +100,8 @@ class Tolerance:
             return min(vals) if vals else None
 
         return Tolerance(max(self.atol, other.atol), max(self.rtol, other.rtol),
-                         _min(self.min_cosine, other.min_cosine), _min(self.min_top1, other.min_top1))
+                         _min(self.min_cosine, other.min_cosine), _min(self.min_top1, other.min_top1),
+                         tuple(dict.fromkeys(self.dtype_changes + other.dtype_changes)))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

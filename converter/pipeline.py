@@ -7,6 +7,8 @@ computed once."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +37,8 @@ class Checker:
     def tolerance_for(self, stages: Sequence[Stage]) -> Tolerance:
         """fp32 defaults, loosened by what ``stages`` declare they may add, then the overrides."""
         tol = accumulated_tolerance(stages)
-        return Tolerance(tol.atol if self.atol is None else self.atol, tol.rtol if self.rtol is None else self.rtol,
-                         tol.min_cosine, tol.min_top1)
+        return dataclasses.replace(tol, atol=tol.atol if self.atol is None else self.atol,
+                                   rtol=tol.rtol if self.rtol is None else self.rtol)
 
     @property
     def reference_outputs(self) -> list[dict[str, Any]]:

@@ -109,7 +109,8 @@ def _compare_one(name: str, cname: str, refs: list, gots: list, tol: Tolerance, 
     ref0, got0 = np.asarray(refs[0]), np.asarray(gots[0])
     res = OutputParity(name, OK, candidate_name=cname, ref_shape=list(ref0.shape), got_shape=list(got0.shape),
                        ref_dtype=str(ref0.dtype), got_dtype=str(got0.dtype))
-    if res.ref_dtype != res.got_dtype and (res.ref_dtype, res.got_dtype) not in ALLOWED_DTYPE_CHANGES:
+    allowed = ALLOWED_DTYPE_CHANGES | set(tol.dtype_changes)
+    if res.ref_dtype != res.got_dtype and (res.ref_dtype, res.got_dtype) not in allowed:
         res.status, res.message = DTYPE, f"dtype {res.got_dtype}, expected {res.ref_dtype}"
         return res
     diffs, refabs, dots, nref, ngot, top1 = [], [], 0.0, 0.0, 0.0, []

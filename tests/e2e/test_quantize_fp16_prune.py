@@ -270,3 +270,13 @@ def test_tiny_bert_saves_offline_and_reloads(tmp_path):
     mask = torch.ones_like(ids)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids, attention_mask=mask).logits, tiny_bert()(ids, mask))
+
+
+def test_fp16_without_io_casts_gives_float16_outputs_and_passes(torch_fixtures, tmp_path):
+    need("torch", "onnx", "onnxruntime", "onnxconverter_common", "onnxscript")
+    assert convertkit("export", torch_fixtures["cnn"]["pt2"], "-o", tmp_path / "f32", "--no-check").returncode == 0
+    r = convertkit("optimize", tmp_path / "f32" / "model.onnx", "-p", "fp16:keep_io_types=false",
+                   "-o", tmp_path / "f16", "--json")
+    assert r.returncode == 0, r.stderr
+    (out,) = json.loads(r.stdout)["parity"]["outputs"]
+    assert (out["ref_dtype"], out["got_dtype"], out["status"]) == ("float32", "float16", "ok")

@@ -55,3 +55,11 @@ def test_cosine_and_top1_thresholds():
     assert not r and "top-1" in r.outputs[0].message and r.outputs[0].top1 == 0.5
     r = compare(_outs(ref), _outs(-ref), Tolerance(atol=10, rtol=0, min_cosine=0.9))
     assert not r and "cosine" in r.outputs[0].message
+
+
+def test_a_dtype_change_passes_only_when_the_tolerance_declares_it():
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    assert compare(_outs(x), _outs(x.astype(np.float16)), TOL).outputs[0].status == DTYPE
+    fp16_io = Tolerance(atol=1e-2, rtol=1e-2, dtype_changes=(("float32", "float16"),))
+    assert compare(_outs(x), _outs(x.astype(np.float16)), fp16_io)
+    assert TOL.loosened_by(fp16_io).dtype_changes == (("float32", "float16"),)

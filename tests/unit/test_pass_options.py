@@ -46,7 +46,8 @@ def test_bad_options_are_usage_errors(cls, text, match):
 
 
 def test_tolerances_fit_the_precision():
-    assert Fp16.tolerance.atol == 1e-2 and Fp16.tolerance.min_cosine == 0.999
+    assert Fp16().tolerance.atol == 1e-2 and Fp16().tolerance.min_cosine == 0.999 and not Fp16().tolerance.dtype_changes
+    assert Fp16(keep_io_types=False).tolerance.dtype_changes == (("float32", "float16"),)
     assert Quantize.tolerance.min_cosine == 0.99 and Quantize.tolerance.min_top1 == 0.9
     assert Prune.tolerance.min_cosine == 0.9
     # a pipeline's tolerance is the loosest of what its stages may add
