@@ -7,28 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...core import Artifact, Runner
-from ...deps import require
-from ...errors import ConversionError, InputError
-from ..tf.common import TfCallable, cast_all, first_line, select_outputs, to_numpy
+from ...core import Artifact
+from ...errors import InputError
+from ..tf.common import CallableRunner, TfCallable, cast_all, select_outputs
 
 
-class KerasRunner(Runner):
-    def __enter__(self) -> KerasRunner:
-        self.tf = require("tensorflow")
-        self.call = keras_callable(self.artifact, self.tf)
-        return self
+class KerasRunner(CallableRunner):
+    framework = "Keras"
 
-    def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        missing = [n for n in self.call.input_names if n not in feeds]
-        if missing:
-            raise InputError(f"no feed for input(s) {', '.join(missing)} of {self.artifact.label}",
-                             hint=f"the model takes: {', '.join(self.call.input_names)}")
-        try:
-            outs = self.call.fn(*[feeds[n] for n in self.call.input_names])
-        except Exception as exc:
-            raise ConversionError(f"Keras failed running {self.artifact.label}: {first_line(exc)}") from exc
-        return to_numpy(outs, self.call.output_names)
+    def build(self, artifact: Artifact, tf: Any) -> TfCallable:
+        return keras_callable(artifact, tf)
 
 
 def model_of(artifact: Artifact) -> Any:

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...core import Dim, TensorSpec
-from ...errors import UsageError
+from ...core import Artifact, Dim, Runner, TensorSpec
+from ...deps import require
+from ...errors import ConversionError, InputError, UsageError
 
 #: TF dtypes that numpy sample data cannot stand in for
 _NO_NUMPY = {"string", "resource", "variant"}
@@ -102,3 +103,29 @@ def to_numpy(outputs: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
 def first_line(exc: BaseException) -> str:
     text = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+class CallableRunner(Runner):
+    """Runs an artifact through the TfCallable that ``build(artifact, tf)`` makes: the shared body
+    of the TensorFlow and Keras runners."""
+
+    framework = "TensorFlow"
+
+    def build(self, artifact: Artifact, tf: Any) -> TfCallable:
+        raise NotImplementedError
+
+    def __enter__(self) -> CallableRunner:
+        self.tf = require("tensorflow")
+        self.call = self.build(self.artifact, self.tf)
+        return self
+
+    def infer(self, feeds: Any) -> dict[str, Any]:
+        missing = [n for n in self.call.input_names if n not in feeds]
+        if missing:
+            raise InputError(f"no feed for input(s) {', '.join(missing)} of {self.artifact.label}",
+                             hint=f"the model takes: {', '.join(self.call.input_names)}")
+        try:
+            outs = self.call.fn(*[feeds[n] for n in self.call.input_names])
+        except Exception as exc:
+            raise ConversionError(f"{self.framework} failed running {self.artifact.label}: {first_line(exc)}") from exc
+        return to_numpy(outs, self.call.output_names)

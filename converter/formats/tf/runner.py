@@ -3,34 +3,21 @@ feeds in, named numpy outputs out (signature output keys; a frozen graph's tenso
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...core import Artifact, Runner
-from ...deps import require
-from ...errors import ConversionError, InputError
+from ...core import Artifact
+from ...errors import InputError
 from ...quiet import quiet
 from . import DEFAULT_SIGNATURE
-from .common import TfCallable, cast_all, first_line, select_outputs, strip_port, tensor_name, to_numpy
+from .common import CallableRunner, TfCallable, cast_all, first_line, select_outputs, strip_port, tensor_name
 
 
-class TfRunner(Runner):
-    def __enter__(self) -> TfRunner:
-        self.tf = require("tensorflow")
-        self.call = tf_callable(self.artifact, self.tf)
-        return self
+class TfRunner(CallableRunner):
+    framework = "TensorFlow"
 
-    def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        missing = [n for n in self.call.input_names if n not in feeds]
-        if missing:
-            raise InputError(f"no feed for input(s) {', '.join(missing)} of {self.artifact.label}",
-                             hint=f"the model takes: {', '.join(self.call.input_names)}")
-        try:
-            outs = self.call.fn(*[feeds[n] for n in self.call.input_names])
-        except Exception as exc:
-            raise ConversionError(f"TensorFlow failed running {self.artifact.label}: {first_line(exc)}") from exc
-        return to_numpy(outs, self.call.output_names)
+    def build(self, artifact: Artifact, tf: Any) -> TfCallable:
+        return tf_callable(artifact, tf)
 
 
 def is_frozen(artifact: Artifact) -> bool:
