@@ -66,6 +66,8 @@ def _input_options(f: Any) -> Any:
                      "(pickled nn.Module, Keras Lambda layers)."),
         click.option("--signature", metavar="NAME", help="The signature of a TF SavedModel to use "
                      "[default: serving_default]."),
+        click.option("--task", metavar="TASK", help="The head of a Hugging Face model directory: "
+                     "text-classification, feature-extraction, ... [default: from its config.json]."),
         click.option("--atol", type=float, help="Absolute tolerance (default 1e-4 for fp32)."),
         click.option("--rtol", type=float, help="Relative tolerance (default 1e-3 for fp32)."),
         click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
@@ -111,9 +113,12 @@ def _finish(report: Any, as_json: bool) -> None:
               "for a frozen TF graph, the output tensors (e.g. probs:0).")
 @click.option("--opset", type=int, help="ONNX opset (default 18).")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
-              help="torch.onnx exporter; auto tries dynamo, then TorchScript.")
+              help="torch.onnx exporter; auto tries dynamo, then TorchScript (for a Hugging Face model: "
+                   "optimum first).")
 @click.option("--tfjs-format", type=click.Choice(["graph", "layers"]), help="TF.js model format "
               "[default: graph; layers is for Keras sources: trainable in the browser].")
+@click.option("--tfjs-layout", type=click.Choice(["nchw", "nhwc"]), help="Layout of 4-D inputs of a TF.js (or TF) "
+              "model converted from ONNX/PyTorch [default: nchw, as the source takes them]; nhwc is faster in TF.js.")
 @_pass_option
 @click.option("--no-check", is_flag=True, help="Skip validation (the report says so).")
 @click.option("--validate", "validate_mode", type=click.Choice(["final", "each"]), default="final", show_default=True,
@@ -128,8 +133,9 @@ def export(source: str, to: str, out_dir: str | None, output_names: str | None, 
     SOURCE is a torch.export .pt2, a TorchScript .pt, an .onnx file,
     package.module:callable (returning an nn.Module; add --weights FILE),
     a Keras .keras / .h5 model or tf_keras SavedModel directory, a TF
-    SavedModel directory (add --signature NAME for another signature) or a
-    frozen TF graph .pb (add --output-names).
+    SavedModel directory (add --signature NAME for another signature), a
+    frozen TF graph .pb (add --output-names), or a Hugging Face model
+    directory (config.json + weights; add --task to pick the head).
 
     \b
     Examples:
@@ -139,6 +145,7 @@ def export(source: str, to: str, out_dir: str | None, output_names: str | None, 
       convertkit export model.keras -o out/
       convertkit export saved_model_dir/ --signature predict -o out/
       convertkit export frozen.pb -i x:batch,10 --output-names probs:0 -o out/
+      convertkit export bert_dir/ --task feature-extraction -o out/
     """
     from . import api
 
@@ -147,8 +154,11 @@ def export(source: str, to: str, out_dir: str | None, output_names: str | None, 
         name = Path(source.split(":")[-1]).name.split(".")[0] or "model"
         out_dir = str(Path("convertkit-out") / f"{name}-{to}")
     names = tuple(n.strip() for n in output_names.split(",")) if output_names else ()
-    if kw.get("tfjs_format") is None:
-        kw.pop("tfjs_format")
+    for key in ("tfjs_format", "tfjs_layout"):
+        if kw.get(key) is None:
+            kw.pop(key)
+    if "tfjs_layout" in kw:  # the stage's option: "source" (NCHW for a PyTorch model) or "nhwc"
+        kw["tfjs_layout"] = "source" if kw["tfjs_layout"] == "nchw" else kw["tfjs_layout"]
     report = api.export(source, to=to, out_dir=out_dir, check=not no_check, output_names=names,
                         validate_each=validate_mode == "each", runner_options=_runtime(kw), **kw)
     _finish(report, as_json)
@@ -201,12 +211,15 @@ def validate(reference: str, candidate: str, **kw: Any) -> None:
                      "(pickled nn.Module, Keras Lambda layers).")
 @click.option("--signature", metavar="NAME", help="The signature of a TF SavedModel to show "
               "[default: serving_default].")
+@click.option("--task", metavar="TASK", help="The head of a Hugging Face model directory "
+              "[default: from its config.json].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect(model: str, weights: str | None, trust_code: bool, signature: str | None, as_json: bool) -> None:
+def inspect(model: str, weights: str | None, trust_code: bool, signature: str | None, task: str | None,
+            as_json: bool) -> None:
     """Show a model's inputs, outputs, op histogram, parameters, size, opset and producer."""
     from . import api
 
-    info = api.inspect(model, weights=weights, trust_code=trust_code, signature=signature)
+    info = api.inspect(model, weights=weights, trust_code=trust_code, signature=signature, task=task)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -214,8 +227,8 @@ def inspect(model: str, weights: str | None, trust_code: bool, signature: str | 
     from rich.table import Table
 
     console = Console()
-    for key in ("format", "path", "bytes", "parameters", "kind", "library", "signature", "signatures", "opset",
-                "producer", "nodes"):
+    for key in ("format", "path", "bytes", "parameters", "kind", "task", "architecture", "library", "signature",
+                "signatures", "opset", "producer", "nodes"):
         if info.get(key) is not None:
             console.print(f"[bold]{key}[/]: {info[key]}")
     for kind in ("inputs", "outputs"):

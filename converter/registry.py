@@ -73,7 +73,7 @@ def open_source(location: str, **options: Any) -> Artifact:
     if not matches:
         raise InputError(f"{location}: not a model convertkit can read",
                          hint="give a .pt2, TorchScript .pt, .onnx, .keras, .h5 or frozen-graph .pb file, a "
-                              "SavedModel or TF.js directory, or package.module:callable")
+                              "SavedModel, TF.js or Hugging Face model directory, or package.module:callable")
     return matches[0].open_source(location, **options)
 
 
