@@ -16,7 +16,7 @@ from typing import Any
 
 from . import registry
 from .core import Artifact, Pass, Pipeline, Stage, StageRecord, Tolerance, accumulated_tolerance, now
-from .errors import ConvertkitError, StageError, UnsupportedOpError
+from .errors import ConvertkitError, StageError, UnsupportedOpError, UserError
 from .fsutil import gzip_bytes
 from .parity.compare import ParityReport
 from .parity.validate import run as run_outputs
@@ -88,8 +88,8 @@ def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Pat
         t0 = now()
         try:
             result = stage.run(current, target, stage_check) if is_pass else stage.run(current, target)
-        except (StageError, UnsupportedOpError):
-            raise
+        except (StageError, UnsupportedOpError, UserError):
+            raise  # already says where; a user error in a stage's options stays exit 2
         except ConvertkitError as exc:
             raise StageError(stage.name, exc.message, before=_before(pipeline, i), hint=exc.hint) from exc
         except Exception as exc:  # a converter's own error: name the stage, keep the first line

@@ -82,7 +82,8 @@ def test_dynamic_int8_on_cnn_picks_weights_that_load(tmp_path):
     assert q["notes"]["weight_type"] == "QUInt8"
     assert any("ConvInteger" in f for f in q["notes"]["fallbacks"])
     assert q["ops_out"].get("ConvInteger") and q["ops_out"].get("MatMulInteger")
-    assert q["bytes_out"] < 0.7 * q["bytes_in"] and q["latency_ms_out"] > 0
+    # a 1.6k-parameter CNN: graph structure is a large share of its file, so less than the 4x of the weights
+    assert q["bytes_out"] < 0.75 * q["bytes_in"] and q["latency_ms_out"] > 0
     assert q["parity"] is None or q["parity"]["passed"]
     assert report["parity"]["tolerance"]["min_cosine"] == 0.99
     _loads_and_runs(tmp_path / "q" / "model.onnx", {"x": np.ones((2, 3, 32, 32), np.float32)})
@@ -190,7 +191,8 @@ def test_fp16_transformer_loads_with_default_optimizations(tmp_path, onnx_models
     assert rc == 0, err
     fp16 = _stage(report, "fp16")
     assert report["verdict"] == "PASSED" and fp16["bytes_out"] < 0.9 * fp16["bytes_in"]
-    assert report["parity"]["tolerance"] == {"atol": 1e-2, "rtol": 1e-2, "min_cosine": 0.999, "min_top1": None}
+    assert report["parity"]["tolerance"] == {"atol": 1e-2, "rtol": 1e-2, "min_cosine": 0.999, "min_top1": None,
+                                             "dtype_changes": []}
     _loads_and_runs(tmp_path / "h" / "model.onnx", {"x": np.ones((3, 7, 32), np.float32)})
 
 

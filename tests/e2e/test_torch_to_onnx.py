@@ -39,6 +39,7 @@ def test_fixture_exports_and_passes_parity(torch_fixtures, tmp_path, name, form)
     model = onnx.load(tmp_path / "out" / "model.onnx")
     want = [spec.split(":")[0] for spec in fx.inputs]
     assert [i.name for i in model.graph.input] == want  # the given input names are kept
+    assert not any(n.metadata_props for n in model.graph.node)  # no exporter stack traces shipped
     # the batch dimension stays dynamic, under the name the user gave it
     first = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert first.dim_param == "batch" and not first.HasField("dim_value")

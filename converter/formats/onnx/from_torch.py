@@ -151,9 +151,23 @@ def _finish(path: Path, specs: tuple) -> tuple[tuple, tuple]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in renamed:
                 dim.dim_param = renamed[dim.dim_param]
+    _strip_exporter_metadata(model)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
     return io_specs(model)
+
+
+def _strip_exporter_metadata(model: Any) -> None:
+    """The dynamo exporter annotates every node and value with stack traces (absolute paths of the
+    machine that exported it), FX node dumps and class hierarchies: 65% of a tiny BERT's file,
+    and nothing a runtime reads. A shipped model carries none of it."""
+    graph = model.graph
+    for item in [*graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer, graph]:
+        if hasattr(item, "metadata_props"):
+            del item.metadata_props[:]
+    for fn in model.functions:
+        for node in fn.node:
+            del node.metadata_props[:]
 
 
 def _dynamic_shapes(src: Artifact, torch: Any) -> Any:
