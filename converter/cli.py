@@ -105,7 +105,7 @@ def _finish(report: Any, as_json: bool) -> None:
 
 @main.command()
 @click.argument("source")
-@click.option("--to", "to", default="onnx", show_default=True, metavar="FORMAT", help="Target format: onnx or tfjs.")
+@click.option("--to", "to", default="onnx", show_default=True, metavar="FORMAT", help="Target format: onnx, tf or tfjs.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output directory "
               "[default: ./convertkit-out/<source name>-<format>].")
 @_input_options
@@ -140,6 +140,7 @@ def export(source: str, to: str, out_dir: str | None, output_names: str | None, 
     \b
     Examples:
       convertkit export model.pt2 --to onnx -o out/
+      convertkit export model.pt2 --to tfjs --validate each -o web/
       convertkit export mypkg.models:build --weights w.safetensors -i x:batch,3,224,224 -o out/
       convertkit export net.ts.pt -i ids:batch,128:int64:0..30522 --atol 1e-5 -o out/
       convertkit export model.keras -o out/

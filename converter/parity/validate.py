@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import registry
-from ..core import Artifact, Tolerance
+from ..core import Artifact, TensorSpec, Tolerance
 from ..errors import ConvertkitError
 from .compare import ERROR, OutputParity, ParityReport, compare, match_names
 
@@ -17,14 +17,76 @@ def run(artifact: Artifact, feeds: Sequence[Mapping[str, Any]], **runner_options
         return [runner.infer(f) for f in feeds]
 
 
+#: artifact meta that changes how the original's feeds reach a model; exports that carry a model
+#: to another format keep them. ``input_layout``: {input: {"perm": [...], "layout": ..., ...}}, the
+#: model takes ``feed.transpose(perm)``; ``fixed_shape``: {input: dims}, the model takes only these
+#: sizes (a str dim stays dynamic), in the source's layout, keyed by the model's input names.
+FEED_META = ("input_layout", "fixed_shape")
+
+
 def feeds_for(candidate: Artifact, feeds: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
-    """Rename feeds to the candidate's input names where they differ only in name."""
+    """Rename feeds to the candidate's input names where they differ only in name, and lay them
+    out as the candidate takes them (``input_layout``)."""
     if not feeds or not candidate.inputs:
         return [dict(f) for f in feeds], None
     mapping, note = match_names(list(feeds[0]), [s.name for s in candidate.inputs])
-    if not note:
-        return [dict(f) for f in feeds], None
-    return [{mapping[k]: v for k, v in f.items() if k in mapping} for f in feeds], "inputs " + note
+    out = [{mapping[k]: v for k, v in f.items() if k in mapping} for f in feeds] if note else [dict(f) for f in feeds]
+    layout = candidate.meta.get("input_layout") or {}
+    if layout:
+        out = [{k: v.transpose(layout[k]["perm"]) if k in layout else v for k, v in f.items()} for f in out]
+        note = "; ".join(filter(None, ["inputs " + note if note else None, "inputs transposed as the model takes them: "
+                                       + ", ".join(f"{k} {v.get('source_layout', '?')}->{v.get('layout', '?')}"
+                                                   for k, v in layout.items())]))
+        return out, note
+    return out, "inputs " + note if note else None
+
+
+def fit_fixed_shape(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[str, Any]],
+                    refs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """For a candidate that declares ``fixed_shape`` (it takes only those sizes): each sample of
+    another shape is replaced by a seeded sample of that shape, run through the reference too, so
+    the comparison still covers as many samples; the note says so. Others: unchanged."""
+    fixed = candidate.meta.get("fixed_shape") or {}
+    if not fixed or not feeds:
+        return list(map(dict, feeds)), refs, None
+    from .inputs import make_feeds
+
+    to_ref = {c: r for r, c in match_names(list(feeds[0]), [s.name for s in candidate.inputs])[0].items()}
+    want = {to_ref.get(k, k): dims for k, dims in fixed.items()}
+    specs = {s.name: s for s in reference.inputs}
+
+    def fits(f: Mapping[str, Any]) -> bool:
+        return all(k not in f or (len(f[k].shape) == len(d) and all(not isinstance(a, int) or a == n
+                                                                     for a, n in zip(d, f[k].shape)))
+                   for k, d in want.items())
+
+    out_feeds, out_refs, replaced = [], [], []
+    for i, (f, r) in enumerate(zip(feeds, refs)):
+        if fits(f):
+            out_feeds.append(dict(f))
+            out_refs.append(r)
+            continue
+        replaced.append(i)
+        new = {}
+        for k, v in f.items():
+            dims = want.get(k)
+            if dims is None:
+                new[k] = v
+                continue
+            spec = specs.get(k)
+            shape = tuple(a if isinstance(a, int) else n for a, n in zip(dims, v.shape))
+            new[k] = make_feeds([TensorSpec(k, shape, v.dtype.name, int_range=spec.int_range if spec else None)],
+                                samples=1, seed=1000 + i)[0][k]
+        out_feeds.append(new)
+    if replaced:
+        new_refs = run(reference, [out_feeds[i] for i in replaced])
+        for i, r in zip(replaced, new_refs):
+            out_refs.insert(i, r)
+    shapes = ", ".join(f"{k}[{','.join(str(d) for d in dims)}]" for k, dims in fixed.items())
+    note = f"the model takes fixed shapes {shapes}"
+    if replaced:
+        note += f"; sample(s) {', '.join(map(str, replaced))} of other sizes were replaced by seeded samples of that shape"
+    return out_feeds, out_refs, note
 
 
 def validate(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[str, Any]], tol: Tolerance, *,
@@ -32,7 +94,9 @@ def validate(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[s
     """A candidate that cannot load raises (the conversion failed); one that loads but fails on some
     sample (e.g. a dimension the exporter fixed) is a parity failure, reported per output."""
     refs = reference_outputs if reference_outputs is not None else run(reference, feeds)
+    feeds, refs, fixed_note = fit_fixed_shape(reference, candidate, feeds, refs)
     cand_feeds, note = feeds_for(candidate, feeds)
+    note = "; ".join(filter(None, [note, fixed_note])) or None
     gots: list[dict[str, Any]] = []
     with registry.runner_for(candidate, **runner_options) as runner:
         for i, f in enumerate(cand_feeds):

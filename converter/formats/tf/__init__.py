@@ -42,3 +42,12 @@ def op_counts(artifact: Artifact) -> dict[str, int] | None:
     from .graphdef import op_counts as _counts
 
     return _counts(artifact.obj)
+
+
+def _stages() -> tuple[type, ...]:
+    from .from_onnx import OnnxToTf
+
+    return (OnnxToTf,)
+
+
+STAGES = _stages

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from ...core import Artifact, Export, Format, TensorSpec
 from ...deps import require
 from ...errors import UsageError
+from ...parity.validate import FEED_META
 from .. import tf as tf_fmt
 from . import FORMAT, TFJS_FORMATS, kind_of, read_model_json
 from .graph import write_from_callable
@@ -37,6 +38,7 @@ class TfToTfjs(Export):
         call = tf_callable(src, tf)
         notes = write_from_callable(call.fn, call.input_names, src.inputs, call.output_names, out_dir,
                                     stage=self.name)
+        notes.update({k: src.meta[k] for k in FEED_META if k in src.meta})  # the layout and shapes it takes
         return finish(out_dir, notes, call.input_names, call.output_names)
 
 

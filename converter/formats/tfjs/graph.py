@@ -187,8 +187,18 @@ def _normalise(path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> Non
     for node in [*topology.get("node", []), *(n for f in functions for n in f.get("nodeDef", []))]:
         if isinstance(node.get("attr"), dict):  # "_..." attrs are TF-internal (TF.js reads none), set per trace
             node["attr"] = {k: v for k, v in sorted(node["attr"].items()) if not k.startswith("_")}
+    for i, fn in enumerate(functions):  # their maps (argAttr, ret, attr) are protobuf maps too; lists keep order
+        functions[i] = _sorted_maps(fn)
     with path.open("w") as f:
         json.dump(model_json, f)
+
+
+def _sorted_maps(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_maps(v) for k, v in sorted(value.items(), key=lambda kv: (len(kv[0]), kv[0]))}
+    if isinstance(value, list):
+        return [_sorted_maps(v) for v in value]
+    return value
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,423 @@
+"""ONNX -> TensorFlow frozen graph (``model.pb``), through onnx2tf in-process.
+
+onnx2tf is run on a copy of the model in a temporary directory (it rewrites its input file), with
+its model saving off (``disable_model_save``: it returns a tf_keras model and writes no SavedModel,
+.tflite or .h5), its calibration-image download replaced by seeded local data (it fetches a sample
+file from the internet for static-batch 3-channel 4-D inputs), and its console output captured
+(parsed for the failing node when it fails). The tf_keras model is traced as ONE concrete
+function, inputs and outputs named as in the ONNX model, and frozen
+(``convert_variables_to_constants_v2``): much faster than ``tf.saved_model.save``, and the frozen
+graph is what the TF.js converter reads anyway.
+
+Layout: onnx2tf computes channels-last. With ``tfjs_layout="source"`` (the default) every 3-/4-/5-D
+input keeps the ONNX model's layout (onnx2tf's ``keep_ncw_or_nchw_or_ncdhw_input_names``: the
+transposes go inside the graph), so the TF and TF.js models take the same arrays as the source;
+with ``"nhwc"`` 4-D and 5-D inputs are channels-last (NHWC / NDHWC; 3-D inputs keep their layout)
+and the artifact says so (``input_layout``). Outputs always keep the source's layout.
+
+Shapes: onnx2tf often cannot convert a graph with dynamic dimensions, and sometimes converts one
+wrongly without a word. Each attempt is therefore checked here against onnxruntime on the ONNX
+model (seeded samples, other sizes for dynamic dims), and the attempts go from the model's own
+shapes, to a dynamic batch with the other dynamic dims fixed, to fully static shapes. A fixed shape
+is never silent: the artifact's ``fixed_shape`` and ``shape_note`` say which, and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import logging
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ...core import Artifact, Dim, Export, Format, TensorSpec
+from ...deps import require
+from ...errors import StageError, UsageError
+from ...quiet import quiet
+from .. import onnx as onnx_fmt
+from . import FORMAT
+from . import onnx_prep as prep
+
+logger = logging.getLogger(__name__)
+FILENAME = "model.pb"
+LAYOUTS = ("source", "nhwc")
+#: channels-first -> channels-last, by rank (what onnx2tf does to inputs it does not keep)
+CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
+_LAYOUT_NAMES = {4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
+_LOGGERS = ("tensorflow", "absl", "onnx2tf", "tf_keras")
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's limit is 2 GiB
+
+
+@dataclass(frozen=True)
+class OnnxToTf(Export):
+    name: ClassVar[str] = "onnx->tf"
+    accepts: ClassVar[Format] = onnx_fmt.FORMAT
+    produces: ClassVar[Format] = FORMAT
+
+    tfjs_layout: str = "source"  # "source": inputs as the ONNX model takes them; "nhwc": 4-D/5-D channels-last
+
+    def __post_init__(self) -> None:
+        if self.tfjs_layout not in LAYOUTS:
+            raise UsageError(f"unknown layout '{self.tfjs_layout}'", hint="one of: source (as the source model, "
+                             "e.g. NCHW for PyTorch), nhwc (channels-last 4-D inputs)")
+
+    def run(self, src: Artifact, out_dir: Path) -> Artifact:
+        onnx = require("onnx")
+        tf = require("tensorflow")
+        model = onnx_fmt.load_proto(onnx_fmt.model_path(src.path))
+        inputs, outputs = onnx_fmt.io_specs(model)
+        given = {s.name: s for s in src.inputs}  # --input specs of an ONNX source: their sizes and int ranges
+        inputs = tuple(given[s.name] if s.name in given and given[s.name].shape is not None
+                       and len(given[s.name].shape) == len(s.shape or ()) else s for s in inputs)
+        if not outputs:
+            raise StageError(self.name, f"{src.label} has no outputs")
+        prep.check_ops(model, self.name)
+        sizes = example_sizes(inputs, src.meta.get("example"))
+        ladder = variants(inputs, sizes)
+        tried: list[str] = []
+        fallback: tuple[float, _Result] | None = None  # the least wrong attempt, if none is right
+        result: _Result | None = None
+        with tempfile.TemporaryDirectory(prefix="convertkit-onnx2tf-") as tmp:
+            for i, variant in enumerate(ladder):
+                work = Path(tmp) / f"attempt{i}"
+                work.mkdir()
+                try:
+                    attempt = self._convert(onnx, tf, model, variant, inputs, outputs, sizes, work)
+                except _Failed as exc:
+                    tried.append(f"{variant.label}: {exc}")
+                    if i == len(ladder) - 1 and fallback is None:
+                        raise StageError(self.name, f"onnx2tf could not convert the model: {exc}",
+                                         hint=_failure_hint(tried)) from None
+                    continue
+                check = self_check(src.with_(inputs=inputs, outputs=outputs), attempt, variant)
+                attempt.notes["onnx2tf_check"] = check.summary()
+                if check:
+                    result = attempt
+                    break
+                tried.append(f"{variant.label}: converted, but {check.summary()}")
+                if fallback is None or _worst(check) < fallback[0]:
+                    fallback = (_worst(check), attempt)
+        if result is None:  # converted, but wrong: written for inspection, and the parity gate fails it
+            assert fallback is not None
+            result = fallback[1]
+            result.notes["warning"] = ("onnx2tf's TensorFlow model does not compute what the ONNX model does "
+                                       "(checked against onnxruntime on seeded samples); see onnx2tf_attempts")
+        if tried:
+            result.notes["onnx2tf_attempts"] = tried
+        path = out_dir / FILENAME
+        path.write_bytes(result.graph_def.SerializeToString(deterministic=True))
+        meta = {"kind": "frozen_graph", "signature": None, **result.notes}
+        return Artifact(FORMAT, path, result.inputs, result.outputs, meta=meta, obj=result.graph_def)
+
+    def _convert(self, onnx: Any, tf: Any, model: Any, variant: Variant, inputs: Sequence[TensorSpec],
+                 outputs: Sequence[TensorSpec], sizes: Mapping[str, int], work: Path) -> _Result:
+        onnx2tf = require("onnx2tf")
+        notes: dict[str, Any] = {"converter": f"onnx2tf {_version('onnx2tf')}", "shapes": variant.label}
+        copy, simplified = prep.simplify(onnx, prep.fix_dims(onnx, model, variant.shapes))
+        pinned = prep.pin_axis0_transposes(onnx, copy)
+        names = prep.rename_inputs(copy)
+        path = work / "model.onnx"
+        onnx.save(copy, str(path), save_as_external_data=copy.ByteSize() > EXTERNAL_DATA_BYTES)
+        data = prep.sample_data(inputs, variant.shapes, names, sizes, work)
+        keep_first = [n for s, n in zip(inputs, names)
+                      if len(variant.shapes[s.name]) in (3, 4, 5)
+                      and (self.tfjs_layout == "source" or len(variant.shapes[s.name]) == 3)]
+        log = io.StringIO()
+        try:
+            with quiet(*_LOGGERS), prep.offline(onnx2tf), contextlib.redirect_stdout(log):
+                require("tf_keras").backend.clear_session()  # layer names restart: same model, same graph
+                keras_model = onnx2tf.convert(
+                    input_onnx_file_path=str(path), output_folder_path=str(work / "tf"), disable_model_save=True,
+                    non_verbose=True, verbosity="error", not_use_onnxsim=True, custom_input_op_name_np_data_path=data,
+                    keep_ncw_or_nchw_or_ncdhw_input_names=keep_first or None,
+                    onnxruntime_output_memmap_dir=str(work / "ort_memmap"))  # big models: not in /tmp at exit
+        except BaseException as exc:  # onnx2tf raises anything, and calls sys.exit(1) on some errors
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            logger.debug("onnx2tf (%s) failed; its output:\n%s", variant.label, log.getvalue())
+            raise _Failed(_describe_failure(exc, log.getvalue(), copy)) from None
+        if keras_model is None:
+            raise _Failed(_describe_failure(None, log.getvalue(), copy))
+        if simplified:
+            notes["simplified"] = simplified
+        if pinned:
+            notes["rewrites"] = {"Transpose moving axis 0 -> Unsqueeze/Transpose/Squeeze (onnx2tf guesses those)": pinned}
+        try:
+            return freeze(tf, keras_model, inputs, outputs, variant, self.tfjs_layout, notes)
+        finally:  # the frozen graph holds the weights now
+            del keras_model
+            require("tf_keras").backend.clear_session()
+            gc.collect()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to hand the model to onnx2tf: each input's dims (ints fixed, names dynamic)."""
+
+    label: str
+    shapes: Mapping[str, tuple[Dim, ...]]
+    fixed: Mapping[str, list[int]] = field(default_factory=dict)  # inputs whose dynamic dims were fixed
+
+
+@dataclass
+class _Result:
+    graph_def: Any
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    notes: dict[str, Any]
+    fn: Any  # the frozen concrete function, for the self-check
+    input_perms: dict[str, tuple[int, ...]]
+
+
+class _Failed(Exception):
+    pass
+
+
+def example_sizes(inputs: Sequence[TensorSpec], example: Mapping[str, Any] | None) -> dict[str, int]:
+    """The size each dynamic dim name gets when it has to be fixed: the export example's (what
+    the validation's first sample has), else the seeded feeds' first sample's."""
+    from ...parity.inputs import DYNAMIC_SIZES, dynamic_names
+
+    sizes = {n: DYNAMIC_SIZES[0] + 2 * k for k, n in enumerate(dynamic_names(inputs))}
+    for s in inputs:
+        arr = (example or {}).get(s.name)
+        if arr is not None and s.shape is not None and len(arr.shape) == len(s.shape):
+            sizes.update({d: int(n) for d, n in zip(s.shape, arr.shape) if isinstance(d, str)})
+    return sizes
+
+
+def variants(inputs: Sequence[TensorSpec], sizes: Mapping[str, int]) -> list[Variant]:
+    """The model's own shapes; then a dynamic batch (axis 0) with other dynamic dims fixed; then all static."""
+    def shaped(keep: Any) -> tuple[dict[str, tuple[Dim, ...]], dict[str, list[int]]]:
+        shapes, fixed = {}, {}
+        for s in inputs:
+            dims = tuple(s.shape or ())
+            new = tuple(d if isinstance(d, int) or keep(i) else sizes.get(str(d), 1) for i, d in enumerate(dims))
+            shapes[s.name] = new
+            if new != dims:
+                fixed[s.name] = [d if isinstance(d, int) else None for d in new]
+        return shapes, fixed
+
+    out = [Variant("as the model declares them", *shaped(lambda i: True))]
+    batch_only = shaped(lambda i: i == 0)
+    if batch_only[0] != out[0].shapes and any(not isinstance(v[0], int) for v in batch_only[0].values() if v):
+        out.append(Variant("dynamic batch, other dims fixed", *batch_only))
+    static = shaped(lambda i: False)
+    if static[0] != out[-1].shapes:
+        out.append(Variant("static", *static))
+    return out
+
+
+def freeze(tf: Any, keras_model: Any, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+           variant: Variant, layout: str, notes: dict[str, Any]) -> _Result:
+    """The tf_keras model as one frozen concrete function: inputs named as in ONNX (in the layout
+    chosen), outputs named as in ONNX and transposed back to the ONNX layout where onnx2tf left
+    them channels-last."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from ..tfjs.graph import safe_name
+
+    k_inputs, k_outputs = list(keras_model.inputs), list(keras_model.outputs)
+    if len(k_inputs) != len(inputs) or len(k_outputs) != len(outputs):
+        raise _Failed(f"onnx2tf's model has {len(k_inputs)} inputs / {len(k_outputs)} outputs; the ONNX model "
+                      f"{len(inputs)} / {len(outputs)}")
+    taken: set[str] = set()
+    sig, specs, perms, layouts = [], [], {}, {}
+    for s, k in zip(inputs, k_inputs):
+        want = variant.shapes[s.name]
+        got = tuple(k.shape.as_list())
+        perm = _perm_between(want, got)
+        if perm is None:
+            raise _Failed(f"onnx2tf changed input '{s.name}' from {list(want)} to {list(got)}")
+        name = safe_name(s.name, taken)
+        sig.append(tf.TensorSpec([d if isinstance(d, int) else None for d in want] if perm == _identity(want)
+                                 else got, k.dtype, name=name))
+        dims = tuple(want[p] for p in perm)
+        layout_name = None
+        if perm != _identity(want):
+            perms[name] = perm
+            first, last = _LAYOUT_NAMES.get(len(want), ("source", "channels-last"))
+            layout_name = last
+            layouts[name] = {"layout": last, "source_layout": first, "perm": list(perm)}
+        specs.append(TensorSpec(name, dims, tf.as_dtype(k.dtype).name, layout_name))
+    flags = list((getattr(keras_model, "onnx_output_layouts", None) or {}).values())  # ONNX output order
+    out_perms = []
+    for o, k, nhwc in zip(outputs, k_outputs, flags if len(flags) == len(outputs) else [None] * len(outputs)):
+        rank = len(o.shape) if o.shape is not None else k.shape.rank
+        out_perms.append(_to_channels_first(rank) if nhwc and rank and rank >= 3 else None)
+    out_names = [safe_name(o.name, taken) for o in outputs]
+
+    def fn(*args: Any) -> list[Any]:
+        res = keras_model(list(args) if len(args) > 1 else args[0], training=False)
+        res = list(res) if isinstance(res, (list, tuple)) else [res]
+        return [tf.identity(tf.transpose(r, p) if p else r) for r, p in zip(res, out_perms)]
+
+    try:
+        with quiet(*_LOGGERS):
+            concrete = tf.function(fn, input_signature=sig, autograph=False).get_concrete_function()
+            # control flow stays functional (While): lowered v1 loops cannot be inlined when the graph is traced again
+            frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
+    except Exception as exc:
+        raise _Failed(f"could not freeze onnx2tf's model: {_first_line(exc)}") from None
+    graph_def = frozen.graph.as_graph_def()
+    in_tensors = [t.name.split(":")[0] for t in frozen.inputs if t.dtype != tf.resource]
+    out_tensors = [t.name for t in frozen.outputs]
+    if in_tensors != [s.name for s in specs]:
+        raise _Failed(f"the frozen graph's inputs are {in_tensors}, expected {[s.name for s in specs]}")
+    _rename_outputs(graph_def, out_tensors, out_names)
+    out_specs = tuple(TensorSpec(n, o.shape, o.dtype) for n, o in zip(out_names, outputs))
+    if layouts:
+        notes["input_layout"] = layouts
+    if variant.fixed:
+        names = dict(zip((s.name for s in inputs), (s.name for s in specs)))
+        notes["fixed_shape"] = {names[n]: list(variant.shapes[n]) for n in variant.fixed}
+        notes["shape_note"] = ("onnx2tf does not convert this model correctly with its dynamic dims (see "
+                               "onnx2tf_attempts): the TensorFlow and TF.js models take fixed shapes "
+                               + ", ".join(f"{n}{list(variant.shapes[n])}" for n in variant.fixed)
+                               + " (choose the sizes with --input NAME:DIMS)")
+    return _Result(graph_def, tuple(specs), out_specs, notes, frozen, perms)
+
+
+def _rename_outputs(graph_def: Any, tensors: Sequence[str], names: Sequence[str]) -> None:
+    """Give the output nodes (Identity, read by nothing) the ONNX output names, in place."""
+    by_name = {n.name: n for n in graph_def.node}
+    for tensor, name in zip(tensors, names):
+        node_name = tensor.split(":")[0]
+        if node_name == name:
+            continue
+        clash = by_name.get(name)
+        if clash is not None:  # an inner node has the name: it moves aside (inputs that read it follow)
+            _rename_node(graph_def, clash.name, f"{name}/inner")
+            by_name[f"{name}/inner"] = by_name.pop(name)
+        _rename_node(graph_def, node_name, name)
+        by_name[name] = by_name.pop(node_name)
+
+
+def _rename_node(graph_def: Any, old: str, new: str) -> None:
+    for node in graph_def.node:
+        if node.name == old:
+            node.name = new
+        for i, inp in enumerate(node.input):
+            ctrl, base = ("^", inp[1:]) if inp.startswith("^") else ("", inp)
+            head, sep, port = base.partition(":")
+            if head == old:
+                node.input[i] = f"{ctrl}{new}{sep}{port}"
+
+
+def self_check(src: Artifact, attempt: _Result, variant: Variant) -> Any:
+    """The frozen function against onnxruntime on the ONNX model: two seeded samples (the second with
+    other, smaller sizes for the dims that stayed dynamic)."""
+    import numpy as np
+
+    from ...core import FP32
+    from ...parity.compare import compare
+    from ...parity.inputs import make_feeds
+    from .. import onnx as onnx_pkg
+
+    specs = [TensorSpec(s.name, variant.shapes[s.name], s.dtype, int_range=s.int_range) for s in src.inputs]
+    feeds = make_feeds(specs, samples=3, seed=7)[::2]  # dynamic dims at two sizes, the smaller ones
+    with onnx_pkg.make_runner(src) as ort:
+        refs = [ort.infer(f) for f in feeds]
+    tf = require("tensorflow")
+    gots = []
+    for f in feeds:
+        args = []
+        for s, name in zip(src.inputs, (t.name for t in attempt.inputs)):
+            arr = f[s.name]
+            perm = attempt.input_perms.get(name)
+            args.append(tf.constant(np.transpose(arr, perm) if perm else arr))
+        try:
+            outs = attempt.fn(*args)
+        except Exception as exc:
+            return _FailedCheck(f"TensorFlow could not run it at {[list(a.shape) for a in args]}: {_first_line(exc)}")
+        gots.append({o.name: np.asarray(v) for o, v in zip(src.outputs, outs)})
+    return compare(refs, gots, FP32)
+
+
+class _FailedCheck:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __bool__(self) -> bool:
+        return False
+
+    def summary(self) -> str:
+        return self.message
+
+
+def _worst(check: Any) -> float:
+    outs = getattr(check, "outputs", None)
+    if not outs or any(o.max_abs is None for o in outs):
+        return float("inf")
+    return max(o.max_abs for o in outs)
+
+
+def _identity(shape: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(range(len(shape)))
+
+
+def _to_channels_first(rank: int) -> tuple[int, ...]:
+    return (0, rank - 1, *range(1, rank - 1))
+
+
+def _perm_between(want: Sequence[Dim], got: Sequence[int | None]) -> tuple[int, ...] | None:
+    """How onnx2tf laid the input out: identity, or channels-last (got = want transposed)."""
+    def same(a: Dim, b: int | None) -> bool:
+        return (a == b) if isinstance(a, int) else b is None
+
+    if len(want) != len(got):
+        return None
+    for perm in (_identity(want), CHANNELS_LAST.get(len(want)), (0, 2, 1) if len(want) == 3 else None):
+        if perm is not None and all(same(want[p], g) for p, g in zip(perm, got)):
+            return tuple(perm)
+    return None
+
+
+_NODE = re.compile(r"onnx_op_name:\s*(\S+)")
+
+
+def _describe_failure(exc: BaseException | None, log: str, model: Any) -> str:
+    """One line: onnx2tf's error, and the ONNX node (and op type) it failed on when its log names it."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    where = ""
+    names = _NODE.findall(plain)
+    if names:
+        node = names[-1].removeprefix("wa/")
+        ops = {n.name: n.op_type for n in model.graph.node}
+        op = ops.get(node) or ops.get(node.lstrip("/"))
+        where = f" at node '{node}'" + (f" ({op})" if op else "")
+    if isinstance(exc, SystemExit) or exc is None:
+        errors = [ln.strip() for ln in plain.splitlines() if "ERROR:" in ln]
+        what = errors[-1].split("ERROR:", 1)[1].strip() if errors else "onnx2tf stopped without a model"
+    else:
+        what = f"{type(exc).__name__}: {_first_line(exc)}"
+    return f"{what[:300]}{where}"
+
+
+def _failure_hint(tried: Sequence[str]) -> str:
+    return ("tried " + "; ".join(tried))[:700] + "; fix the node named above in the ONNX model, or give static " \
+        "shapes with --input NAME:DIMS"
+
+
+_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces|\[\[|Call arguments received|"
+                    r"Exception encountered)")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of an error that says what went wrong (TensorFlow's first lines rarely do)."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not _NOISE.match(ln) and not ln.startswith("\u2022")]
+    node = next((m.group(1) for ln in lines if (m := re.match(r"Detected at node (\S+)", ln))), None)
+    text = (useful or lines or [type(exc).__name__])[0]
+    return (text + (f" (TF node {node})" if node else ""))[:300]
+
+
+def _version(dist: str) -> str:
+    from ...deps import version
+
+    return version(dist) or "?"

@@ -1,0 +1,250 @@
+"""PyTorch and ONNX -> TF.js in one command (torch -> onnx -> tf -> tfjs, onnx -> tf -> tfjs): every
+PyTorch fixture converts through onnx2tf and runs in real TF.js on Node with parity against the
+ORIGINAL model; inputs keep their names, dtypes (int64 -> int32, reported) and layout (NCHW stays
+NCHW unless --tfjs-layout nhwc); a fixed shape is stated, never silent; onnx2tf's attention
+mis-conversion is fixed, and the parity gate still fails such a model; onnx2tf stays offline and
+never touches its input; what it cannot convert exits 3 naming the hop and the op."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures.catalog import CATALOG
+from tests.conftest import ROOT, convertkit, need
+from tests.e2e.test_to_tfjs import need_tfjs
+
+#: fixtures onnx2tf converts only at fixed sizes: input -> dims of the TF / TF.js model
+FIXED = {"rnn": {"x": ["batch", 4, 8]}, "transformer": {"x": [2, 4, 32]}}
+ROUTE = ["torch->onnx", "onnx->tf", "tf->tfjs"]
+
+
+def need_chain() -> None:
+    need("torch", "onnx", "onnxruntime", "onnx2tf")
+    need_tfjs()
+
+
+def _export(source, out: Path, **options):
+    import converter
+
+    return converter.export(source, to="tfjs", out_dir=out, **options)
+
+
+def _model_json(out: Path) -> dict:
+    return json.loads((out / "model.json").read_text())
+
+
+def _tfjs_outputs(out: Path, feeds: dict) -> dict:
+    """Run the written TF.js model in Node (the runner convertkit validates with) on ``feeds``."""
+    import converter
+    from converter.formats.tfjs.runner import TfjsRunner
+
+    with TfjsRunner(converter.load(str(out))) as runner:
+        return runner.infer(feeds)
+
+
+def _torch_outputs(builder: str, feeds: dict) -> list[np.ndarray]:
+    import importlib
+
+    import torch
+
+    mod, fn = builder.split(":")
+    model = getattr(importlib.import_module(mod), fn)()
+    with torch.no_grad():
+        out = model(*(torch.from_numpy(v) for v in feeds.values()))
+    return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+def test_every_torch_fixture_runs_in_tfjs_with_parity(tmp_path, name):
+    need_chain()
+    fx = CATALOG[name]
+    out = tmp_path / "out"
+    report = _export(fx.builder, out, inputs=list(fx.inputs))
+
+    assert report.verdict == "PASSED", report.parity.summary()
+    assert [s.stage for s in report.stages] == ROUTE
+    assert all(o.max_abs < 1e-4 and o.cosine > 0.99999 for o in report.parity.outputs)
+    assert len(report.parity.outputs) == fx.outputs and report.parity.samples == 3
+    # TF.js addresses inputs and outputs by the source's names, in the source's order
+    sig = _model_json(out)["signature"]
+    assert list(sig["inputs"]) == [s.split(":")[0] for s in fx.inputs]
+    assert list(sig["outputs"]) == [o.name for o in report.parity.outputs]
+    assert all(o.candidate_name == o.name for o in report.parity.outputs)
+    tf_notes, tfjs_notes = report.stages[1].notes, report.stages[2].notes
+    assert tf_notes["kind"] == "frozen_graph" and "renamed" not in tfjs_notes
+    assert tf_notes["onnx2tf_check"].startswith("parity PASSED")
+    assert not list(out.glob("*.tflite")) and sorted(p.suffix for p in out.iterdir()) == [".bin", ".json", ".json"]
+    if name == "tokens":
+        assert tfjs_notes["dtype_changes"] == ["ids: int64 -> int32 (TF.js has no int64)"]
+    if name in FIXED:  # stated in the stage notes and in the parity notes, never silent
+        assert tf_notes["fixed_shape"] == tfjs_notes["fixed_shape"] == FIXED[name]
+        assert "fixed shapes" in tf_notes["shape_note"]
+        assert any("fixed shapes" in n for n in report.parity.notes)
+    else:  # dynamic batch kept
+        assert "fixed_shape" not in tf_notes and tf_notes["shapes"] == "as the model declares them"
+        assert all(i["tensorShape"]["dim"][0]["size"] == "-1" for i in sig["inputs"].values())
+
+
+def test_nchw_is_kept_and_the_same_array_feeds_torch_and_tfjs(tmp_path):
+    """The layout check the user cares about: one NCHW array, fed unchanged to torch and to TF.js."""
+    need_chain()
+    fx = CATALOG["dwcnn"]
+    out = tmp_path / "out"
+    assert _export(fx.builder, out, inputs=list(fx.inputs)).verdict == "PASSED"
+    x = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    got = _tfjs_outputs(out, {"x": x})["output"]
+    np.testing.assert_allclose(got, _torch_outputs(fx.builder, {"x": x})[0], atol=1e-4, rtol=1e-3)
+    dims = [int(d["size"]) for d in _model_json(out)["signature"]["inputs"]["x"]["tensorShape"]["dim"]]
+    assert dims == [-1, 3, 32, 32]
+
+
+def test_nhwc_on_request_and_4d_outputs_keep_the_source_layout(tmp_path):
+    """--tfjs-layout nhwc: 4-D inputs channels-last (stated); a 4-D output stays NCHW either way."""
+    need_chain()
+    import torch
+
+    import converter
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 6)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    for layout, feed in (("source", x), ("nhwc", x.transpose(0, 2, 3, 1))):
+        out = tmp_path / layout
+        report = converter.export(model, to="tfjs", out_dir=out, inputs=["x:batch,3,8,6"], tfjs_layout=layout)
+        assert report.verdict == "PASSED", report.parity.summary()
+        got = _tfjs_outputs(out, {"x": feed})["output"]
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+        notes = report.stages[1].notes
+        if layout == "nhwc":
+            assert notes["input_layout"] == {"x": {"layout": "NHWC", "source_layout": "NCHW", "perm": [0, 2, 3, 1]}}
+            assert report.stages[2].notes["input_layout"] == notes["input_layout"]
+            assert any("x NCHW->NHWC" in n for n in report.parity.notes)
+        else:
+            assert "input_layout" not in notes
+    with pytest.raises(converter.UsageError, match="unknown layout 'nchw_please'"):
+        converter.export(model, to="tfjs", out_dir=tmp_path / "bad", inputs=["x:1,3,8,6"], tfjs_layout="nchw_please")
+
+
+def test_attention_converts_correctly_and_the_gate_fails_a_misconversion(tmp_path, monkeypatch):
+    """torch.nn.MultiheadAttention: onnx2tf guesses the axes of transposes that move axis 0 and of
+    ambiguous reshapes; convertkit pins them, and the TF.js model matches. With those fixes off,
+    onnx2tf's model is wrong (silently, by its own account): never PASSED, exit code 1."""
+    need_chain()
+    from converter.formats.tf import onnx_prep
+
+    fx = CATALOG["transformer"]
+    report = _export(fx.builder, tmp_path / "fixed", inputs=list(fx.inputs))
+    assert report.verdict == "PASSED" and max(o.max_abs for o in report.parity.outputs) < 1e-5
+    assert report.stages[1].notes["rewrites"]
+
+    monkeypatch.setattr(onnx_prep, "pin_axis0_transposes", lambda onnx, model: 0)
+    monkeypatch.setattr(onnx_prep, "sample_data", lambda *a, **k: None)
+    broken = _export(fx.builder, tmp_path / "raw", inputs=list(fx.inputs))
+    assert broken.verdict != "PASSED" and broken.exit_code == 1
+    assert max(o.max_abs for o in broken.parity.outputs) > 0.1
+    assert "does not compute what the ONNX model does" in broken.stages[1].notes["warning"]
+
+
+def test_cli_pt2_to_tfjs_validates_each_hop(tmp_path):
+    """`convertkit export model.pt2 --to tfjs --validate each`: every intermediate is compared with
+    the original, so report.json shows which hop drifts."""
+    need_chain()
+    from fixtures.build import build
+
+    pt2 = build(tmp_path / "fx", ["cnn"])["cnn"]["pt2"]
+    out = tmp_path / "out"
+    r = convertkit("export", pt2, "--to", "tfjs", "--validate", "each", "-o", out)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ROUTE
+    for stage in report["stages"][:2]:  # the last stage's result is the final parity
+        assert stage["parity"]["passed"] and stage["parity"]["outputs"][0]["max_abs"] < 1e-4
+    assert report["verdict"] == "PASSED"
+    assert sorted(p.name for p in out.iterdir()) == ["group1-shard1of1.bin", "model.json", "report.json"]
+
+
+def test_cli_onnx_source_to_tfjs_offline_and_input_untouched(tmp_path):
+    """`convertkit export model.onnx --to tfjs`, with a static batch of 3-channel images and NHWC
+    requested (where onnx2tf downloads a calibration file): no network (a dead proxy would fail any
+    request), nothing written beside the input or in the working directory, the input unchanged."""
+    need_chain()
+    import converter
+
+    fx = CATALOG["cnn"]
+    onnx_dir = tmp_path / "onnx"
+    converter.export(fx.builder, to="onnx", out_dir=onnx_dir, inputs=["x:1,3,32,32"])
+    model = onnx_dir / "model.onnx"
+    before = hashlib.sha256(model.read_bytes()).hexdigest()
+    work = tmp_path / "cwd"
+    work.mkdir()
+    dead = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+            "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    r = convertkit("export", model, "--to", "tfjs", "--tfjs-layout", "nhwc", "-o", tmp_path / "out", cwd=work, env={
+        **dead, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["onnx->tf", "tf->tfjs"] and report["verdict"] == "PASSED"
+    assert report["stages"][0]["notes"]["input_layout"]["x"]["layout"] == "NHWC"
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["model.onnx", "report.json"]
+    assert not any(work.iterdir())  # no calibration_image_sample_data_*.npy, no saved_model/
+
+
+def test_cli_onnx2tf_failure_exits_3_naming_the_hop_and_op(tmp_path):
+    need_chain()
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    two = helper.make_tensor("two", TensorProto.DOUBLE, [], [2.0])
+    graph = helper.make_graph([helper.make_node("CastLike", ["two", "x"], ["two_f"], name="scale_like_x"),
+                               helper.make_node("Mul", ["x", "two_f"], ["y"], name="mul")], "g", [x], [y], [two])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    onnx.save(model, str(tmp_path / "castlike.onnx"))
+    r = convertkit("export", tmp_path / "castlike.onnx", "--to", "tfjs", "-o", tmp_path / "out")
+    assert r.returncode == 3, r.stderr
+    assert "stage 'onnx->tf' failed" in r.stderr and "CastLike (node 'scale_like_x')" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_legacy_exporter_attention_and_byte_identical_output(tmp_path):
+    """The TorchScript exporter's attention graph (the one onnx2tf got wrong in the notes; it
+    exports static shapes only) converts too, at sizes where batch, heads and sequence coincide;
+    the same command twice writes the same bytes."""
+    need_chain()
+    fx = CATALOG["transformer"]
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        r = convertkit("export", fx.builder, "-i", "x:4,4,32", "--exporter", "torchscript", "--to", "tfjs", "-o", out)
+        assert r.returncode == 0, r.stderr
+        outs.append(out)
+    report = json.loads((outs[0] / "report.json").read_text())
+    assert report["stages"][0]["notes"]["exporter"] == "torchscript" and report["verdict"] == "PASSED"
+    for name in ("model.json", "group1-shard1of1.bin"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_tiny_bert_to_tfjs_at_fixed_shapes(tmp_path):
+    """A Hugging Face BERT (two int64 inputs, an attention mask): onnx2tf fails or is wrong with dynamic
+    dims, so the TF.js model takes the example's sizes, stated; the mask's sample range (1..2) reaches
+    onnx2tf's own check (with 0..10 the mask overflows and its model is NaN)."""
+    need_chain()
+    need("transformers")
+    report = _export("fixtures.hf_models:tiny_bert", tmp_path / "bert",
+                     inputs=["input_ids:batch,seq:int64:0..100", "attention_mask:batch,seq:int64:1..2"])
+    assert report.verdict == "PASSED", report.parity.summary()
+    notes = report.stages[1].notes
+    assert notes["fixed_shape"] == {"input_ids": [2, 4], "attention_mask": [2, 4]}
+    assert report.stages[2].notes["dtype_changes"] == ["input_ids: int64 -> int32 (TF.js has no int64)",
+                                                        "attention_mask: int64 -> int32 (TF.js has no int64)"]

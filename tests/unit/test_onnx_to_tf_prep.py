@@ -1,0 +1,139 @@
+"""The pure pieces of the ONNX -> TF export: the ONNX graph rewrites done before onnx2tf (the
+results must compute exactly what the graph did, in onnxruntime), the ladder of shapes it tries,
+and how validation feeds a model that takes another layout or fixed shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converter.core import Artifact, Format, TensorSpec
+from tests.conftest import need
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    return model
+
+
+def _run(model, feeds):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_transposes_that_move_axis_0_are_pinned_and_compute_the_same():
+    need("onnx", "onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from converter.formats.tf.onnx_prep import pin_axis0_transposes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2, 4, 8])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 4, 4, 8])
+    model = _model([helper.make_node("Transpose", ["x"], ["y"], name="heads_last", perm=[2, 0, 1, 3]),
+                    helper.make_node("Transpose", ["x"], ["z"], name="keeps_0", perm=[0, 2, 1, 3])], [x], [y, z])
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 4, 4, 8)).astype(np.float32)}
+    before = _run(model, feeds)
+    assert pin_axis0_transposes(onnx, model) == 1
+    onnx.checker.check_model(model)
+    ops = [(n.op_type, list(n.attribute[0].ints) if n.attribute else None) for n in model.graph.node]
+    assert ops == [("Unsqueeze", None), ("Transpose", [0, 3, 1, 2, 4]), ("Squeeze", None), ("Transpose", [0, 2, 1, 3])]
+    for a, b in zip(before, _run(model, feeds)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_transposes_next_to_rnn_ops_are_left_to_onnx2tf():
+    need("onnx", "onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from converter.formats.tf.onnx_prep import pin_axis0_transposes
+
+    rng = np.random.default_rng(1)
+    inits = [onnx.numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("W", (1, 12, 3)), ("R", (1, 12, 4)))]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = _model([helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+                    helper.make_node("GRU", ["t", "W", "R"], ["y"], hidden_size=4)], [x], [y], inits)
+    assert pin_axis0_transposes(onnx, model) == 0
+
+
+def test_inputs_are_renamed_and_a_passed_through_input_keeps_its_output_name():
+    need("onnx", "onnxruntime")
+    from onnx import TensorProto, helper
+
+    from converter.formats.tf.onnx_prep import rename_inputs
+
+    a = helper.make_tensor_value_info("input:0", TensorProto.FLOAT, [2])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    model = _model([helper.make_node("Add", ["input:0", "b"], ["y"])], [a, b], [y, b])
+    assert rename_inputs(model) == ["ck_input_0", "ck_input_1"]
+    one, two = np.ones(2, np.float32), np.full(2, 2, np.float32)
+    got = _run(model, {"ck_input_0": one, "ck_input_1": two})
+    assert [o.name for o in model.graph.output] == ["y", "b"]
+    np.testing.assert_array_equal(got[0], one + two)
+    np.testing.assert_array_equal(got[1], two)
+
+
+def test_shape_ladder_goes_from_dynamic_to_batch_only_to_static():
+    from converter.formats.tf.from_onnx import example_sizes, variants
+
+    seq = [TensorSpec("x", ("batch", "seq", 32), "float32")]
+    ladder = variants(seq, example_sizes(seq, None))
+    assert [v.label for v in ladder] == ["as the model declares them", "dynamic batch, other dims fixed", "static"]
+    assert [dict(v.fixed) for v in ladder] == [{}, {"x": [None, 4, 32]}, {"x": [2, 4, 32]}]
+    image = [TensorSpec("x", ("batch", 3, 32, 32), "float32")]
+    assert [v.label for v in variants(image, example_sizes(image, None))] == ["as the model declares them", "static"]
+    # the export example's sizes win over the seeded defaults
+    sizes = example_sizes(seq, {"x": np.zeros((5, 7, 32), np.float32)})
+    assert sizes == {"batch": 5, "seq": 7}
+    assert len(variants([TensorSpec("x", (1, 8), "float32")], {})) == 1
+
+
+def test_validation_feeds_follow_the_models_layout_and_fixed_shapes(tmp_path):
+    need("onnx", "onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from converter.formats import onnx as onnx_fmt
+    from converter.parity.validate import feeds_for, fit_fixed_shape
+
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((n, 3, 4, 5)).astype(np.float32)} for n in (2, 3)]
+    nhwc = Artifact(Format("tfjs"), None, (TensorSpec("x", (None, 4, 5, 3), "float32"),),
+                    meta={"input_layout": {"x": {"layout": "NHWC", "source_layout": "NCHW", "perm": [0, 2, 3, 1]}}})
+    out, note = feeds_for(nhwc, feeds)
+    assert out[1]["x"].shape == (3, 4, 5, 3) and np.array_equal(out[1]["x"], feeds[1]["x"].transpose(0, 2, 3, 1))
+    assert note == "inputs transposed as the model takes them: x NCHW->NHWC"
+
+    # a model that takes x[2,3,4,5] only: the batch-3 sample is replaced, and run through the reference
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 4, 5])
+    onnx.save(_model([helper.make_node("Relu", ["x"], ["y"])], [x], [y]), str(tmp_path / "relu.onnx"))
+    reference = Artifact(onnx_fmt.FORMAT, tmp_path / "relu.onnx", (TensorSpec("x", ("batch", 3, 4, 5), "float32"),))
+    refs = [{"y": np.maximum(f["x"], 0)} for f in feeds]
+    fixed = nhwc.with_(meta={"fixed_shape": {"x": [2, 3, 4, 5]}})
+    new_feeds, new_refs, note = fit_fixed_shape(reference, fixed, feeds, refs)
+    assert [f["x"].shape for f in new_feeds] == [(2, 3, 4, 5), (2, 3, 4, 5)]
+    assert new_feeds[0]["x"] is feeds[0]["x"] and new_refs[0] is refs[0]
+    np.testing.assert_array_equal(new_refs[1]["y"], np.maximum(new_feeds[1]["x"], 0))
+    assert note == ("the model takes fixed shapes x[2,3,4,5]; sample(s) 1 of other sizes were replaced by seeded "
+                    "samples of that shape")
+    unchanged = fit_fixed_shape(reference, nhwc, feeds, refs)
+    assert unchanged[1] is refs and unchanged[2] is None
+
+
+@pytest.mark.parametrize("layout", ["nchw", "NHWC", ""])
+def test_unknown_layout_is_a_usage_error(layout):
+    from converter.errors import UsageError
+    from converter.formats.tf.from_onnx import OnnxToTf
+
+    with pytest.raises(UsageError, match="unknown layout"):
+        OnnxToTf(tfjs_layout=layout)
