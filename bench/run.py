@@ -1,10 +1,17 @@
-"""convertkit benchmarks: CLI start-up, and torch -> ONNX export (+ validation) against the
-plain script a user would write. Prints a table and writes OUT/results.json.
+"""convertkit benchmarks (not timed tests). Prints tables and writes OUT/results.json.
 
-    python -m bench.run [--out out/bench] [--repeat 3]
+    python -m bench.run [--out out/bench] [--repeat 3] [--chain-repeat 1]
 
-Targets (issue #2): `convertkit --help` under 0.3 s; convertkit's export without validation
-within 1.15x of the plain script's wall time.
+Targets:
+- CLI start-up: `convertkit --help` under 0.3 s.
+- torch -> ONNX: convertkit's export without validation within 1.15x of the plain
+  torch.onnx.export + onnxruntime script.
+- Keras -> TF.js (bench/keras_tfjs.py): export with validation in TF.js costs no more wall time
+  than the bare tensorflowjs_converter call.
+- PyTorch -> TF.js (bench/tfjs_chain.py): with validation at most 0.3x the manual torch.onnx /
+  onnx2tf / tensorflowjs_converter chain, peak memory no higher than the chain's worst step.
+- passes (bench/passes.py): int8 <= 0.27x and fp16 <= 0.51x of the fp32 file for weight-dominated
+  models; int8 dynamic onnxruntime latency on the tiny BERT <= 0.8x fp32 at batch 8.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 PY = sys.executable
@@ -24,10 +32,14 @@ HELP_TARGET_S = 0.3
 EXPORT_RATIO_TARGET = 1.15
 
 
-def measure(cmd: list[str], repeat: int) -> dict:
+def measure(cmd: list[str], repeat: int, *, cwd: Path | None = None, env: dict | None = None,
+            before: Callable[[], None] | None = None) -> dict:
     runs = []
     for _ in range(repeat):
-        out = subprocess.run([PY, "-m", "bench.measure", *cmd], capture_output=True, text=True, check=True)
+        if before is not None:
+            before()
+        out = subprocess.run([PY, "-m", "bench.measure", *cmd], capture_output=True, text=True, check=True,
+                             cwd=cwd, env=env)
         r = json.loads(out.stdout)
         if r["rc"] != 0:
             raise SystemExit(f"benchmark command failed ({r['rc']}): {' '.join(cmd)}\n{r['stderr_tail']}")
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/bench")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--chain-repeat", type=int, default=1, help="repeats of the (slow) PyTorch -> TF.js comparison")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_export(name, spec, args.repeat, Path(tmp))
             results["torch_to_onnx"][name] = r
             _print_export(name, r)
+        from bench import keras_tfjs, passes, tfjs_chain
+
+        results["keras_to_tfjs"] = keras_tfjs.run(measure, args.repeat, Path(tmp))
+        keras_tfjs.show(results["keras_to_tfjs"])
+        results["torch_to_tfjs"] = tfjs_chain.run(measure, args.chain_repeat, Path(tmp))
+        tfjs_chain.show(results["torch_to_tfjs"])
+        results["passes"] = passes.run(measure, args.repeat, Path(tmp))
+        passes.show(results["passes"])
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {out / 'results.json'}")
     return 0

@@ -88,6 +88,26 @@ def make_runner(artifact: Artifact, backend: str = "wasm", **_: Any) -> Runner:
     return TfjsRunner(artifact, backend=backend)
 
 
+def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10, backend: str = "wasm") -> float:
+    """Median TF.js latency (ms) on the first sample: Node's own timing of the model call
+    (``last_infer_ms["run"]``: input tensors made, model run; no pipe transfer), ``runs`` calls
+    after two warm-up calls (the first compiles the wasm kernels), in one runner."""
+    import statistics
+
+    from ...parity.validate import feeds_for
+    from .runner import TfjsRunner
+
+    (feed,), _ = feeds_for(artifact, feeds[:1])  # renamed or transposed inputs, as validation feeds them
+    with TfjsRunner(artifact, backend=backend) as r:
+        for _ in range(2):
+            r.infer(feed)
+        times = []
+        for _ in range(runs):
+            r.infer(feed)
+            times.append(float(r.last_infer_ms["run"]))
+    return round(statistics.median(times), 4)
+
+
 def op_counts(artifact: Artifact) -> dict[str, int]:
     """Graph model: op histogram of its nodes (and functions); layers model: layer class histogram."""
     model_json = read_model_json(artifact.path)

@@ -1,0 +1,349 @@
+"""``-p quantize`` and ``-p fp16`` on TF.js models: the weights rewritten with tensorflowjs's own
+quantization scheme, on an existing TF.js model directory (graph or layers format).
+
+The weights are read with ``tensorflowjs.read_weights`` (already quantized ones are dequantized)
+and written back with ``tensorflowjs.write_weights`` and a per-weight ``quantization_dtype_map``.
+The weights manifest in ``model.json`` records each weight's quantization (``{"dtype": "uint8",
+"min", "scale"}`` or ``{"dtype": "float16"}``), and TF.js dequantizes on load: the model computes
+in float32 with the rounded weights. What shrinks is the download (the shards), not the memory
+TF.js uses at run time, and not the compute. The topology is untouched.
+
+``-p quantize`` options:
+
+- ``dtype=uint8`` (default) or ``uint16``: tensorflowjs's affine scheme, one ``min``/``scale`` per
+  weight tensor (w ~ q * scale + min, the range nudged so that 0 is exact): 1 or 2 bytes per weight.
+- ``nodes=PATTERN|PATTERN...``: which weights to quantize, as fnmatch patterns over the manifest's
+  weight names (what ``tensorflowjs_converter --quantize_uint8 PATTERN`` takes: ``conv*`` matches
+  the layers format's ``conv1/kernel``; graph-format names carry the model name first, so write
+  ``*conv*``). Default: every float32 weight (tensorflowjs quantizes float32 weights only).
+- ``uint16=PATTERN|...`` (with ``dtype=uint8``): weights to write at uint16 from the start.
+- ``max_promoted=8``: the most weights the remedies may raise to a higher precision.
+
+``-p fp16`` options: ``nodes=PATTERN|...`` (default: every float32 weight) and ``max_promoted=8``.
+A weight with |w| > 65504 would become Inf: it stays float32 from the start (``meta.kept``).
+
+Remedies, each candidate measured with the pipeline's ``check`` against the ORIGINAL model (without
+a check: against this pass's input model, run in TF.js on seeded feeds): when the requested variant
+misses its tolerance, the most sensitive weights are raised to a higher precision: quantize uint8
+-> uint16 for the top 1, 2, 4, ... ``max_promoted``, then (both dtypes, and fp16) the top 1, 2, 4,
+... kept float32 (never more than half of the weights being changed). Sensitivity is each
+tensor's worst per-output-channel relative RMS rounding error (the last axis; the whole tensor for
+vectors), ||deq(q(w)) - w|| / ||w|| per channel: one scale per tensor ruins the small channels of a
+tensor that also holds an outlier channel, which a whole-tensor ratio hides (the outlier dominates
+||w||). The candidates are tried in order of their weight bytes, so the first that passes is the
+smallest passing one; ``meta.kept`` lists what was kept at a higher precision and why, and
+``meta.attempts`` each candidate's bytes and parity. When none passes, the best one (highest worst
+cosine) is written with ``meta.verdict`` saying so: the final validation then fails (exit 1) and the
+model is kept for inspection.
+
+Tolerances (weights only: activations stay float32, so the error is far below the ONNX int8 pass's,
+which also quantizes activations):
+
+- ``UINT8``: ``min_cosine=0.995``, ``min_top1=0.9``, ``atol=0.1, rtol=0.1``. The rounding noise of
+  a weight is step/sqrt(12) with step = range/255, i.e. ~0.3-1% of a typical channel's RMS for
+  well-behaved weights, ~1-3% relative output error after a few layers (cosine > 0.999). Cosine
+  0.995 (~10% relative RMS) leaves room for deeper models while a tensor whose range is set by an
+  outlier (20% noise or more) fails; the elementwise band catches gross errors on outputs of
+  magnitude ~1 (give ``--atol`` for larger ones).
+- ``UINT16``: ``min_cosine=0.9999``, ``atol=1e-2, rtol=1e-2``: the step is 256x finer (~1e-5
+  relative per weight); cosine 0.9999 is ~1.4% relative RMS.
+- ``FP16``: ``min_cosine=0.9999``, ``atol=1e-2, rtol=1e-2``: float16 rounds each weight by at most
+  2^-11 (~4.9e-4) relative, ~1e-3 relative at the output; the same elementwise band as the ONNX fp16
+  pass (which also computes in fp16), a tighter cosine since only the weights are rounded.
+
+Measured in TF.js (wasm, 3 validation samples) against the Keras originals: keras_cnn uint8 cosine
+0.99998, max abs 0.009 (graph) / 0.010 (layers); uint16 1.7e-5; fp16 3.7e-4 / 4.4e-4; a 1.3 M
+parameter MLP (bench/passes.py) uint8 cosine 0.99997, max abs 0.0057, uint16 3.8e-5, fp16 3.2e-4;
+weight shards 0.250x / 0.500x / 0.500x. A Dense layer with one output channel scaled x100 scored
+cosine 0.973 at uint8 (fails) and 0.999995 with that one tensor at uint16; scaled x1e4, uint16 still
+fails (0.989) and the tensor stays float32 (tests/e2e/test_tfjs_passes.py).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import json
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..core import Artifact, Format, Pass, Tolerance
+from ..deps import require
+from ..errors import ConvertkitError, UsageError
+from ..formats import tfjs as tfjs_fmt
+from ..parity.validate import FEED_META
+from ..quiet import quiet
+
+UINT8 = Tolerance(atol=0.1, rtol=0.1, min_cosine=0.995, min_top1=0.9)
+UINT16 = Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999)
+FP16 = Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999)
+ITEMSIZE = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
+FP16_MAX = 65504.0
+_LOGGERS = ("tensorflow", "absl", "tensorflowjs")
+
+
+class Weights:
+    """A TF.js model's model.json and weights (read with tensorflowjs.read_weights: dequantized)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        np = require("numpy")
+        with quiet(*_LOGGERS):
+            read_weights = require("tensorflowjs.read_weights")
+        self.dir = model_dir
+        self.model_json = tfjs_fmt.read_model_json(model_dir)
+        manifest = self.model_json.get("weightsManifest", [])
+        self.groups: list[list[dict[str, Any]]] = read_weights.read_weights(manifest, str(model_dir))
+        self.data = {e["name"]: e["data"] for g in self.groups for e in g}
+        #: the encoding each weight has in the input (uint8/uint16/float16 where it was quantized)
+        self.encoded = {w["name"]: w.get("quantization", {}).get("dtype", w.get("dtype", "float32"))
+                        for g in manifest for w in g["weights"]}
+        self.floats = [n for n, a in self.data.items() if a.dtype == np.float32]
+        self.bytes_in = sum((model_dir / p).stat().st_size for g in manifest for p in g.get("paths", []))
+
+    def select(self, patterns: Iterable[str], option: str) -> list[str]:
+        """Float32 weights matching ``patterns`` (fnmatch); all of them for no pattern."""
+        patterns = list(patterns)
+        if not patterns:
+            return list(self.floats)
+        unmatched = [p for p in patterns if not fnmatch.filter(self.data, p)]
+        if unmatched:
+            sample = ", ".join(list(self.data)[:6])
+            raise UsageError(f"{option}={'|'.join(unmatched)} matches no weight of this model",
+                             hint=f"patterns are fnmatch over weight names, e.g. {sample}")
+        return [n for n in self.floats if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+    def nbytes(self, dtypes: Mapping[str, str]) -> int:
+        """Weight bytes when each float32 weight is written as ``dtypes`` says (others as in the input)."""
+        return sum(a.size * ITEMSIZE.get(dtypes.get(n, self.encoded.get(n, "float32")), a.dtype.itemsize)
+                   for n, a in self.data.items())
+
+    def write(self, dtypes: Mapping[str, str], out_dir: Path) -> int:
+        """model.json + shards in ``out_dir``; weights not in ``dtypes`` keep their input encoding."""
+        with quiet(*_LOGGERS):
+            write_weights = require("tensorflowjs.write_weights")
+        dtypes = {**{n: d for n, d in self.encoded.items() if d in ("uint8", "uint16", "float16")}, **dtypes}
+        by_dtype: dict[str, list[str]] = {}
+        for name, dtype in dtypes.items():
+            if dtype != "float32" and name in self.floats:
+                by_dtype.setdefault(dtype, []).append(glob.escape(name))  # names, not patterns
+        groups = [[{"name": e["name"], "data": e["data"]} for e in g] for g in self.groups]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with quiet(*_LOGGERS):  # it prints when it converts a dtype
+            manifest = write_weights.write_weights(groups, str(out_dir), shard_size_bytes=tfjs_fmt.SHARD_BYTES,
+                                                   write_manifest=False, quantization_dtype_map=by_dtype or None)
+        model_json = {**self.model_json, "weightsManifest": manifest}
+        (out_dir / tfjs_fmt.FILENAME).write_text(json.dumps(model_json))
+        return sum((out_dir / p).stat().st_size for g in manifest for p in g["paths"])
+
+    def error(self, name: str, dtype: str) -> float:
+        """Worst per-output-channel (last axis) relative RMS rounding error of weight ``name`` at
+        ``dtype``; whole-tensor for vectors and scalars; inf when it overflows."""
+        np = require("numpy")
+        quantization = require("tensorflowjs.quantization")
+        w = self.data[name]
+        q, meta = quantization.quantize_weights(w, quantization.QUANTIZATION_OPTION_TO_DTYPES[dtype])
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = quantization.dequantize_weights(q, meta, np.float32).astype(np.float64)
+        if not np.all(np.isfinite(d)):
+            return float("inf")
+        w64 = w.astype(np.float64)
+        if w.ndim >= 2:
+            err = np.sqrt(np.sum((d - w64) ** 2, axis=tuple(range(w.ndim - 1))))
+            ref = np.sqrt(np.sum(w64 ** 2, axis=tuple(range(w.ndim - 1))))
+        else:
+            err, ref = np.array([np.linalg.norm(d - w64)]), np.array([np.linalg.norm(w64)])
+        ratio = np.where(ref > 0, err / np.where(ref > 0, ref, 1.0), (err > 0).astype(np.float64))
+        return float(ratio.max()) if ratio.size else 0.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    dtypes: dict[str, str]  # float32 weight -> written dtype (float32: unchanged)
+    kept: tuple[tuple[str, str, str], ...] = ()  # (weight, dtype, why) raised by a remedy
+    label: str = "as asked"
+
+
+class WeightsPass(Pass):
+    """Shared by the TF.js weight passes: the variants, their measurement and the choice."""
+
+    accepts: ClassVar[Format] = tfjs_fmt.FORMAT
+    produces: ClassVar[Format] = tfjs_fmt.FORMAT
+    max_promoted: int
+    #: the dtype the pass writes (uint8, uint16, float16)
+    target: str
+
+    def _base(self, w: Weights) -> tuple[dict[str, str], list[dict[str, str]]]:
+        """(the requested dtype of each weight, what is kept at a higher precision from the start)."""
+        raise NotImplementedError
+
+    def _remedies(self, dtype: str) -> tuple[str, ...]:
+        """The precisions the remedies raise the most sensitive weights to, in order."""
+        return ("float32",)
+
+    def run(self, src: Artifact, out_dir: Path, check: Any = None) -> Artifact:
+        tf = require("tensorflowjs")
+        w = Weights(tfjs_fmt.model_dir(src.path))
+        base, kept_first = self._base(w)
+        target = self.target
+        lowest = [n for n, d in base.items() if d == target]
+        ranking = sorted(((n, w.error(n, target)) for n in lowest), key=lambda t: -t[1])
+        variants = [Variant(base)]
+        for level in self._remedies(target):
+            cap = min(self.max_promoted, len(ranking) if level != "float32" else len(lowest) // 2)
+            for k in sorted({min(2 ** i, cap) for i in range(cap.bit_length() + 1)} - {0}):
+                top = ranking[:k]
+                why = tuple((n, level, f"{target} error {e:.3g} (worst channel, relative RMS), rank {i + 1}")
+                            for i, (n, e) in enumerate(top))
+                variants.append(Variant({**base, **{n: level for n, _ in top}}, why, f"top {k} at {level}"))
+        variants.sort(key=lambda v: w.nbytes(v.dtypes))  # stable: the requested variant first on ties
+
+        work = out_dir / ".candidates"
+        judge = _Judge(src, check, self.tolerance)
+        attempts: list[dict[str, Any]] = []
+        best: tuple[float, Path, Variant, dict[str, Any]] | None = None
+        chosen: tuple[Path, Variant] | None = None
+        for i, v in enumerate(variants):
+            path = work / f"candidate-{i}"
+            nbytes = w.write(v.dtypes, path)
+            passed, summary, info = judge(src.with_(path=path))
+            attempts.append({"variant": v.label, "weight_bytes": nbytes, "result": summary, **info})
+            if best is None or _score(info) > best[0]:
+                best = (_score(info), path, v, info)
+            if passed:
+                chosen = (path, v)
+                break
+        assert best is not None
+        path, v = chosen or (best[1], best[2])
+        for f in path.iterdir():
+            shutil.move(str(f), str(out_dir / f.name))
+        shutil.rmtree(work, ignore_errors=True)
+        counts: dict[str, int] = {}
+        for n in w.floats:
+            counts[v.dtypes.get(n, "float32")] = counts.get(v.dtypes.get(n, "float32"), 0) + 1
+        bytes_out = sum((out_dir / p).stat().st_size for g in tfjs_fmt.read_model_json(out_dir)["weightsManifest"]
+                        for p in g["paths"])
+        meta: dict[str, Any] = {
+            **{k: src.meta[k] for k in ("kind", *FEED_META) if k in src.meta},
+            "tool": f"tensorflowjs {tf.__version__} (quantization, write_weights)",
+            "scheme": (f"{target}, affine per tensor (min, scale); TF.js dequantizes on load"
+                       if target != "float16" else "float16; TF.js converts to float32 on load"),
+            "measured_against": judge.against, "weights_by_dtype": counts,
+            "weight_bytes_in": w.bytes_in, "weight_bytes_out": bytes_out,
+            "weight_bytes_ratio": round(bytes_out / w.bytes_in, 4) if w.bytes_in else None,
+            "most_sensitive": [{"weight": n, f"{target}_error": round(e, 5)} for n, e in ranking[:5]],
+            "kept": kept_first + [{"weight": n, "dtype": d, "why": y} for n, d, y in v.kept],
+            "attempts": attempts}
+        if not any(d != "float32" for d in v.dtypes.values()):
+            meta["note"] = "nothing was rewritten: no float32 weight was selected (tensorflowjs quantizes float32 weights only)"
+        elif any(d in ("uint8", "uint16", "float16") for d in w.encoded.values()):
+            meta["note"] = "the input's weights were already quantized; they were rewritten from their dequantized values"
+        meta["verdict"] = (f"met the {target} tolerance ({v.label})" if chosen else
+                           f"no variant met the tolerance (tried {len(attempts)}); the best ({v.label}, cosine "
+                           f"{best[3].get('cosine')}) is kept for inspection: validation will fail")
+        return src.with_(path=out_dir, meta=meta)
+
+
+@dataclass(frozen=True)
+class TfjsQuantize(WeightsPass):
+    name: ClassVar[str] = "quantize"
+
+    dtype: str = "uint8"
+    nodes: tuple[str, ...] = ()
+    uint16: tuple[str, ...] = ()
+    max_promoted: int = 8
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("uint8", "uint16"):
+            raise ValueError(f"dtype must be uint8 or uint16, not '{self.dtype}' (float16: -p fp16)")
+        if self.uint16 and self.dtype != "uint8":
+            raise ValueError("uint16=PATTERN applies with dtype=uint8")
+        if self.max_promoted < 0:
+            raise ValueError("max_promoted must be >= 0")
+
+    @property
+    def tolerance(self) -> Tolerance:  # type: ignore[override]
+        return UINT8 if self.dtype == "uint8" else UINT16
+
+    @property
+    def target(self) -> str:  # type: ignore[override]
+        return self.dtype
+
+    def _base(self, w: Weights) -> tuple[dict[str, str], list[dict[str, str]]]:
+        wide = set(w.select(self.uint16, "uint16")) if self.uint16 else set()
+        chosen = [n for n in w.floats if n in set(w.select(self.nodes, "nodes")) | wide]
+        base = {n: ("uint16" if n in wide else self.dtype) for n in chosen}
+        return base, [{"weight": n, "dtype": "uint16", "why": "asked for (uint16=)"} for n in chosen if n in wide]
+
+    def _remedies(self, dtype: str) -> tuple[str, ...]:
+        return ("uint16", "float32") if dtype == "uint8" else ("float32",)
+
+
+@dataclass(frozen=True)
+class TfjsFp16(WeightsPass):
+    name: ClassVar[str] = "fp16"
+    tolerance: ClassVar[Tolerance] = FP16
+    target: ClassVar[str] = "float16"
+
+    nodes: tuple[str, ...] = ()
+    max_promoted: int = 8
+
+    def __post_init__(self) -> None:
+        if self.max_promoted < 0:
+            raise ValueError("max_promoted must be >= 0")
+
+    def _base(self, w: Weights) -> tuple[dict[str, str], list[dict[str, str]]]:
+        np = require("numpy")
+        base, kept = {}, []
+        for n in w.select(self.nodes, "nodes"):
+            peak = float(np.abs(w.data[n]).max()) if w.data[n].size else 0.0
+            if peak > FP16_MAX:
+                kept.append({"weight": n, "dtype": "float32", "why": f"|w| up to {peak:.3g} > float16 max {FP16_MAX:g}"})
+            else:
+                base[n] = "float16"
+        return base, kept
+
+
+class _Judge:
+    """A candidate's parity: the pipeline's check (against the original) when given, else against
+    this pass's input model, run in TF.js on seeded feeds."""
+
+    def __init__(self, src: Artifact, check: Any, tolerance: Tolerance) -> None:
+        self.src, self.check, self.tolerance = src, check, tolerance
+        self._feeds: list[dict[str, Any]] | None = None
+        self._refs: list[dict[str, Any]] | None = None
+
+    @property
+    def against(self) -> str:
+        return "the original model (check)" if self.check else "this pass's input model, in TF.js (no check was given)"
+
+    def __call__(self, artifact: Artifact) -> tuple[bool, str, dict[str, Any]]:
+        from ..parity.validate import run, validate
+
+        if self.check is None and self._feeds is None:
+            from ..parity.inputs import make_feeds
+
+            self._feeds = make_feeds(self.src.inputs, samples=3, seed=0)
+            self._refs = run(self.src, self._feeds)
+        try:
+            report = self.check(artifact) if self.check is not None else \
+                validate(self.src, artifact, self._feeds or [], self.tolerance, reference_outputs=self._refs)
+        except ConvertkitError as exc:  # TF.js refused the candidate: a failed variant, not a failed pass
+            return False, f"does not run in TF.js: {exc.one_line()[:250]}", {"cosine": None, "max_abs": None}
+        cos = [o.cosine for o in report.outputs if o.cosine is not None]
+        info: dict[str, Any] = {"cosine": round(min(cos), 6) if cos else None,
+                                "max_abs": max((o.max_abs or 0.0) for o in report.outputs) if report.outputs else None}
+        top = [o.top1 for o in report.outputs if o.top1 is not None]
+        if top:
+            info["top1"] = min(top)
+        return bool(report), "passed" if report else report.summary()[:300], info
+
+
+def _score(info: Mapping[str, Any]) -> float:
+    c = info.get("cosine")
+    return float(c) if c is not None else -2.0
+
+
+PASSES = (TfjsQuantize, TfjsFp16)
