@@ -31,6 +31,8 @@ demo: install
 	$(VENV)/bin/convertkit inspect $(OUT)/fixtures/cnn.pt2
 	$(VENV)/bin/convertkit export $(OUT)/fixtures/cnn.pt2 --to onnx -o $(OUT)/demo/cnn-onnx
 	$(VENV)/bin/convertkit inspect $(OUT)/demo/cnn-onnx/model.onnx
+	$(VENV)/bin/convertkit export $(OUT)/fixtures/cnn.pt2 --to tfjs --validate each -o $(OUT)/demo/cnn-tfjs
+	$(VENV)/bin/convertkit optimize $(OUT)/demo/cnn-onnx/model.onnx -p quantize -o $(OUT)/demo/cnn-int8
 
 lint: install
 	$(PY) -m ruff check converter tests fixtures bench
