@@ -3,6 +3,7 @@ exporter as a fallback when it fails; the report says which one produced the mod
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,8 @@ class TorchToOnnx(Export):
         if errors:
             notes["fallback_reason"] = errors[0]
         inputs, outputs = _finish(path, specs)
+        ranges = {s.name: s.int_range for s in specs if s.int_range}  # the sample range stays with the input
+        inputs = tuple(dataclasses.replace(i, int_range=ranges[i.name]) if i.name in ranges else i for i in inputs)
         return Artifact(FORMAT, path, inputs, outputs, meta=notes)
 
 
