@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .core import Artifact, Format, TensorSpec
-from .errors import UsageError
+from .core import KNOWN_WRONG, Artifact, Format, TensorSpec
+from .errors import StageError, UsageError
 from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
 from .parity.validate import run as run_outputs
@@ -187,6 +187,10 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
             if not report.parity and len(pipeline.stages) > 1:
                 report.notes.append(localise(pipeline, report.stages, artifacts, checker))
         else:
+            wrong = [r for r in report.stages if r.notes.get(KNOWN_WRONG)]
+            if wrong:  # no validation asked for, but the stage itself found its result wrong: never exit 0
+                raise StageError(wrong[0].stage, f"its result does not compute what its input does "
+                                 f"({wrong[0].notes[KNOWN_WRONG]})", hint="run without --no-check to keep it for inspection")
             report.notes.append("validation skipped (--no-check): nothing proves this model computes the same")
         for rec in report.stages[:-1]:
             rec.path = f"intermediates/{Path(rec.path).relative_to(work).parts[0]}" \

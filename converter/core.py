@@ -109,6 +109,10 @@ class Tolerance:
 
 FP32 = Tolerance()
 
+#: artifact meta key a stage sets when its own check found its result wrong (a fallback written for
+#: inspection); validation then fails it, and with --no-check the run stops with exit 3
+KNOWN_WRONG = "known_wrong"
+
 
 def accumulated_tolerance(stages: Sequence[Stage]) -> Tolerance:
     """fp32 defaults, loosened by the error each stage declares it may add."""

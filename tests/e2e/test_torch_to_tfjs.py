@@ -150,6 +150,13 @@ def test_attention_converts_correctly_and_the_gate_fails_a_misconversion(tmp_pat
     assert broken.verdict != "PASSED" and broken.exit_code == 1
     assert max(o.max_abs for o in broken.parity.outputs) > 0.1
     assert "does not compute what the ONNX model does" in broken.stages[1].notes["warning"]
+    assert any("first fails after stage 'onnx->tf'" in n for n in broken.notes)  # the drifting hop, named
+    # without validation the stage's own finding still stops the run: a known-wrong model never exits 0
+    import converter
+
+    with pytest.raises(converter.StageError, match="does not compute what its input does"):
+        _export(fx.builder, tmp_path / "unchecked", inputs=list(fx.inputs), check=False)
+    assert not (tmp_path / "unchecked").exists()
 
 
 def test_cli_pt2_to_tfjs_validates_each_hop(tmp_path):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...core import Artifact, Dim, Export, Format, TensorSpec
+from ...core import KNOWN_WRONG, Artifact, Dim, Export, Format, TensorSpec
 from ...deps import require
 from ...errors import StageError, UsageError
 from ...quiet import quiet
@@ -107,6 +107,7 @@ class OnnxToTf(Export):
             result = fallback[1]
             result.notes["warning"] = ("onnx2tf's TensorFlow model does not compute what the ONNX model does "
                                        "(checked against onnxruntime on seeded samples); see onnx2tf_attempts")
+            result.notes[KNOWN_WRONG] = result.notes.get("onnx2tf_check", "differs from the ONNX model")
         if tried:
             result.notes["onnx2tf_attempts"] = tried
         path = out_dir / FILENAME
