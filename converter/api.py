@@ -168,7 +168,7 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     sources = (src.path,) if src.path is not None else ()
     dest = check_destination(Path(out_dir), sources=sources, force=force)
     src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
-    if output_names:
+    if output_names and not src.outputs:  # names for a model that declares none (PyTorch)
         src = src.with_(outputs=tuple(TensorSpec(n, None, "float32") for n in output_names))
     report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
