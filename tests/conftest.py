@@ -29,6 +29,21 @@ def need(*modules: str) -> None:
             pytest.skip(f"{name} not installed")
 
 
+def need_node() -> None:
+    """Skip (locally) or fail (CI=true) without Node.js and the pinned npm packages (TF.js runtime)."""
+    import shutil
+
+    from converter.formats.tfjs.runner import NODE_DIR
+
+    modules = Path(os.environ.get("CONVERTKIT_NODE_MODULES") or NODE_DIR / "node_modules")
+    missing = ("node" if shutil.which("node") is None else
+               None if (modules / "@tensorflow" / "tfjs-backend-wasm").is_dir() else f"npm packages in {modules}")
+    if missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{missing} required in CI (run `make install`)")
+        pytest.skip(f"{missing} not installed")
+
+
 def convertkit(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "converter.cli", *map(str, args)], cwd=cwd or ROOT,

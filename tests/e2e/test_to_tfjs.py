@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from fixtures.catalog import TF_CATALOG, TF_FORMS, TF_OPTIONS
-from tests.conftest import ROOT, convertkit, need
+from tests.conftest import need_node, ROOT, convertkit, need
 
 TRAIN = Path(__file__).with_name("tfjs_train.mjs")
 #: the source forms convertkit reads as Keras models (the others are plain TensorFlow)
@@ -31,15 +31,7 @@ def need_tfjs() -> None:
     """The converter (Python) and the runtime (Node + the npm packages): skip locally, fail in CI."""
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # tensorflowjs imports TF-DF's banner
     need("tensorflow", "tf_keras", "tensorflowjs")
-    from converter.formats.tfjs.runner import NODE_DIR
-
-    modules = Path(os.environ.get("CONVERTKIT_NODE_MODULES") or NODE_DIR / "node_modules")
-    missing = ("node" if shutil.which("node") is None else
-               None if (modules / "@tensorflow" / "tfjs-backend-wasm").is_dir() else f"npm packages in {modules}")
-    if missing:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{missing} required in CI (run `make install`)")
-        pytest.skip(f"{missing} not installed")
+    need_node()
 
 
 def _export(src: Path, out: Path, tfjs_format: str, backend: str = "wasm", **options):

@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from converter.core import Artifact, Format
 from converter.errors import ConversionError, InputError, MissingDependencyError
-from converter.formats.tfjs.runner import NODE_DIR, TfjsRunner, read_specs
-from tests.conftest import need
+from converter.formats.tfjs.runner import TfjsRunner, read_specs
+from tests.conftest import need, need_node
 
 TFJS = Format("tfjs")
 ATOL = 1e-5
-
-
-def need_node() -> None:
-    """Skip (locally) or fail (CI=true) without Node.js and the npm packages."""
-    modules = Path(os.environ.get("CONVERTKIT_NODE_MODULES") or NODE_DIR / "node_modules")
-    missing = ("node" if shutil.which("node") is None else
-               None if (modules / "@tensorflow" / "tfjs-backend-wasm").is_dir() else f"npm packages in {modules}")
-    if missing:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{missing} required in CI (run `make install`)")
-        pytest.skip(f"{missing} not installed")
 
 
 @pytest.fixture(scope="module")
