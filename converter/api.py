@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect as _inspect
 import logging
 import shutil
@@ -146,10 +147,11 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
            rtol: float | None = None, samples: int = 3, seed: int = 0, opset: int | None = None, exporter: str | None = None,
            keep_intermediates: bool = False, force: bool = False, passes: Sequence[str | PassSpec] = (),
            validate_each: bool = False, runner_options: Mapping[str, Any] | None = None,
-           **stage_options: Any) -> RunReport:
+           calibration: str | Path | None = None, **stage_options: Any) -> RunReport:
     """Convert ``source`` to ``to`` in ``out_dir``, apply ``passes`` (``"quantize"``,
     ``"prune:sparsity=0.5"``, ...), and validate the result against the source.
-    ``to=None`` keeps the source's format (what ``optimize`` does). Extra keyword arguments are
+    ``to=None`` keeps the source's format (what ``optimize`` does). ``calibration`` (an .npz) is the
+    data for every ``quantize:mode=static`` pass that names none. Extra keyword arguments are
     stage options by field name (e.g. ``tfjs_format="layers"``); ``runner_options`` go to the
     runtimes (e.g. ``{"backend": "cpu"}`` for TF.js).
 
@@ -157,6 +159,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     parity failure is not raised: the model is written for inspection and ``report.verdict`` is
     FAILED (exit 1)."""
     specs = tuple(p if isinstance(p, PassSpec) else parse_pass_spec(p) for p in passes)
+    if calibration is not None:
+        specs = _with_calibration(specs, str(calibration))
     inputs = parse_inputs(inputs)  # bad specs fail before any framework loads
     src = load(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names,
                task=task)
@@ -199,6 +203,16 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
             shutil.copytree(work, tmp / "intermediates")
         report.write(tmp / "report.json")
     return report
+
+
+def _with_calibration(specs: tuple[PassSpec, ...], path: str) -> tuple[PassSpec, ...]:
+    """``--calibration FEEDS.npz``: the data of each static quantization that names none."""
+    static = [p.name == "quantize" and ("mode", "static") in p.options for p in specs]
+    if not any(static):
+        raise UsageError("--calibration applies to static quantization, which no -p asks for",
+                         hint="add -p quantize:mode=static (dynamic quantization needs no data)")
+    return tuple(dataclasses.replace(p, options=(*p.options, ("calibration", path)))
+                 if is_static and "calibration" not in dict(p.options) else p for p, is_static in zip(specs, static))
 
 
 def optimize(model: Any, passes: Sequence[str | PassSpec], out_dir: str | Path, **options: Any) -> RunReport:

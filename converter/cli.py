@@ -83,6 +83,9 @@ def _input_options(f: Any) -> Any:
 
 
 def _pass_option(f: Any) -> Any:
+    f = click.option("--calibration", type=click.Path(dir_okay=False), metavar="FEEDS.npz",
+                     help="Calibration data for -p quantize:mode=static (default: the seeded validation samples, "
+                          "with a warning: real data is better).")(f)
     return click.option("-p", "--pass", "passes", multiple=True, metavar="NAME[:key=value,...]",
                         help="An optimization pass, repeatable, applied in order: quantize, "
                              "quantize:mode=static, fp16, prune:sparsity=0.5, simplify, ... "

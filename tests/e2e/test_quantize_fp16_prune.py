@@ -282,3 +282,16 @@ def test_fp16_without_io_casts_gives_float16_outputs_and_passes(torch_fixtures, 
     assert r.returncode == 0, r.stderr
     (out,) = json.loads(r.stdout)["parity"]["outputs"]
     assert (out["ref_dtype"], out["got_dtype"], out["status"]) == ("float32", "float16", "ok")
+
+
+def test_calibration_flag_feeds_static_quantization(tmp_path, onnx_models):
+    need("onnx", "onnxruntime")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(5).standard_normal((6, 3, 32, 32)).astype(np.float32))
+    rc, report, err = _run("optimize", onnx_models["cnn"], "-p", "quantize:mode=static",
+                           "--calibration", tmp_path / "calib.npz", "-o", tmp_path / "q")
+    assert rc == 0, err
+    calib = _stage(report, "quantize")["notes"]["calibration"]
+    assert calib["samples"] == 6 and calib["data"] == str(tmp_path / "calib.npz") and "warning" not in calib
+    r = convertkit("optimize", onnx_models["cnn"], "-p", "quantize", "--calibration", tmp_path / "calib.npz",
+                   "-o", tmp_path / "d")
+    assert r.returncode == 2 and "applies to static quantization" in r.stderr and not (tmp_path / "d").exists()
