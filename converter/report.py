@@ -78,7 +78,7 @@ def render(report: RunReport, console: Any = None) -> None:
             notes = ", ".join(f"{k}={_note(v)}" for k, v in s.notes.items() if k != "fallback_reason" and _note(v))
             latency = "-" if s.latency_ms_out is None else f"{_f(s.latency_ms_in)} -> {_f(s.latency_ms_out)}"
             st.add_row(s.stage, f"{s.seconds:.2f}", _n(s.bytes_in), _n(s.bytes_out), _n(s.gzip_bytes_out), latency,
-                       op_diff(s.ops_in, s.ops_out) if s.ops_in and s.ops_out else "-", notes)
+                       _ops(s), notes)
         console.print(st)
         for s in report.stages:
             if s.parity is not None and not s.parity.get("passed"):
@@ -102,6 +102,16 @@ def render(report: RunReport, console: Any = None) -> None:
     color = {PASSED: "green", FAILED: "bold red", UNCHECKED: "yellow"}[report.verdict]
     where = f" -> {report.artifact}" if report.artifact else ""
     console.print(f"[{color}]{report.verdict}[/]{where}")
+
+
+def _ops(s: StageRecord) -> str:
+    """Passes (the records with gzip sizes) change ops within one format: show the diff. Across
+    formats a diff says nothing (Conv -> Conv2D), so exports show the op totals."""
+    if not s.ops_in or not s.ops_out:
+        return "-" if not s.ops_out else f"{sum(s.ops_out.values())} ops"
+    if s.gzip_bytes_out is not None:
+        return op_diff(s.ops_in, s.ops_out)
+    return f"{sum(s.ops_in.values())} -> {sum(s.ops_out.values())} ops"
 
 
 def op_diff(before: dict[str, int], after: dict[str, int]) -> str:
