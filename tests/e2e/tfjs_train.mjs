@@ -9,12 +9,12 @@
  * error against seeded random targets). Errors: {"error": "..."} and exit status 1.
  *
  * Modules come from CONVERTKIT_NODE_MODULES, else converter/formats/tfjs/node/node_modules (the
- * same packages the TfjsRunner uses); the model is read with fs, as run_model.mjs does.
+ * same packages the TfjsRunner uses); the model is read with the runner's own fs IOHandler (fs_handler.mjs).
  */
 import { createRequire } from 'node:module';
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fileHandler } from '../../converter/formats/tfjs/node/fs_handler.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const modules = process.env.CONVERTKIT_NODE_MODULES
@@ -24,26 +24,6 @@ const require = createRequire(path.join(modules, '_resolve_from_here.cjs'));
 
 // TF.js prints banners on stdout; stdout carries the one JSON result line.
 for (const level of ['log', 'info', 'warn']) console[level] = (...a) => process.stderr.write(a.join(' ') + '\n');
-
-function fileHandler(tf, modelDir) {
-  return {
-    async load() {
-      const modelJSON = JSON.parse(await fs.promises.readFile(path.join(modelDir, 'model.json'), 'utf8'));
-      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
-        const specs = [];
-        const shards = [];
-        for (const group of manifest) {
-          specs.push(...group.weights);
-          for (const p of group.paths) {
-            const buf = await fs.promises.readFile(path.join(modelDir, p));
-            shards.push(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-          }
-        }
-        return [specs, shards];
-      });
-    },
-  };
-}
 
 /** A seeded pseudo-random generator (mulberry32): the same batch on every run. */
 function rng(seed) {

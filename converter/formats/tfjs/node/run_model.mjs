@@ -40,6 +40,7 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileHandler } from './fs_handler.mjs';
 
 // TF.js prints banners and warnings with console.*; stdout belongs to the protocol, so they go to
 // stderr, once each, without the noise that would bury a real error in the runner's stderr tail.
@@ -85,28 +86,6 @@ function loadTfjs(backend) {
   const tf = require('@tensorflow/tfjs');
   if (backend === 'wasm') require('@tensorflow/tfjs-backend-wasm');  // registers the backend
   return tf;
-}
-
-/** An IOHandler that reads model.json and its weight shards with fs. */
-function fileHandler(tf, modelDir) {
-  return {
-    async load() {
-      const jsonPath = path.join(modelDir, 'model.json');
-      const modelJSON = JSON.parse(await fs.promises.readFile(jsonPath, 'utf8'));
-      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
-        const specs = [];
-        const shards = [];
-        for (const group of manifest) {
-          specs.push(...group.weights);
-          for (const p of group.paths) {
-            const buf = await fs.promises.readFile(path.join(modelDir, p));
-            shards.push(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-          }
-        }
-        return [specs, shards];  // WeightData may be a list of shards: no concatenated copy
-      });
-    },
-  };
 }
 
 function modelFormat(modelDir) {
