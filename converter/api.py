@@ -162,6 +162,9 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     if calibration is not None:
         specs = _with_calibration(specs, str(calibration))
     inputs = parse_inputs(inputs)  # bad specs fail before any framework loads
+    runner_options = dict(runner_options or {})
+    if check and isinstance(to, (str, Format)):  # the target's runtime starts while the source loads
+        _prewarm(str(to), runner_options)
     src = load(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names,
                task=task)
     target = src.format if to is None else to if isinstance(to, Format) else registry.get_format(to)
@@ -169,6 +172,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
         raise UsageError(f"{src.label} is already a {target} model and no pass was asked for",
                          hint="give --to another format, or -p PASS")
     pipeline = plan(src.format, target, {"opset": opset, "exporter": exporter, **stage_options}, specs)
+    if check and target == src.format:
+        _prewarm(src.format.name, runner_options)  # optimize: the source runs in the same runtime
     sources = (src.path,) if src.path is not None else ()
     dest = check_destination(Path(out_dir), sources=sources, force=force)
     src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
@@ -177,7 +182,6 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
-    runner_options = dict(runner_options or {})
     checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
     # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
     with atomic_dir(dest) as tmp, tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as w:
@@ -205,6 +209,11 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     return report
 
 
+def _prewarm(format_name: str, runner_options: Mapping[str, Any]) -> None:
+    if format_name in registry.formats():
+        registry.prewarm(format_name, **runner_options)
+
+
 def _with_calibration(specs: tuple[PassSpec, ...], path: str) -> tuple[PassSpec, ...]:
     """``--calibration FEEDS.npz``: the data of each static quantization that names none."""
     static = [p.name == "quantize" and ("mode", "static") in p.options for p in specs]
@@ -230,6 +239,9 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
     """Compare any two models convertkit can run, on the same (given or seeded) inputs. ``signature``
     applies to whichever of the two is a TF SavedModel."""
     inputs = parse_inputs(inputs)
+    runner_options = dict(runner_options or {})
+    if isinstance(candidate, (str, Path)) and (fmt := registry.format_of(str(candidate))):
+        _prewarm(fmt, runner_options)  # e.g. Node for a TF.js candidate starts while the reference loads
     ref = _load_for_signature(reference, signature, weights=weights, trust_code=trust_code, task=task)
     cand = _load_for_signature(candidate, signature, trust_code=trust_code, task=task)
     _check_task(task, ref, cand)
@@ -241,7 +253,7 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
     report = RunReport("validate", {"location": ref.meta.get("source"), "format": ref.format.name,
                                     "kind": ref.meta.get("kind")}, cand.format.name,
                        inputs=[s.to_json() for s in ref.inputs], artifact=cand.label, notes=notes)
-    checker = Checker(ref, feed_list, atol, rtol, dict(runner_options or {}))
+    checker = Checker(ref, feed_list, atol, rtol, runner_options)
     report.parity = checker(cand, checker.tolerance_for(()))
     return report
 

@@ -65,9 +65,19 @@ def targets() -> list[str]:
     return sorted({s.produces.name for s in stages()})
 
 
+def _probe(location: str) -> list[ModuleType]:
+    return [m for m in format_modules().values() if hasattr(m, "probe") and m.probe(location)]
+
+
+def format_of(location: str) -> str | None:
+    """The format whose probe recognises ``location`` (no framework is imported), or None."""
+    matches = _probe(location)
+    return matches[0].FORMAT.name if matches else None
+
+
 def open_source(location: str, **options: Any) -> Artifact:
     """Find the format whose probe recognises ``location`` and open it."""
-    matches = [m for m in format_modules().values() if hasattr(m, "probe") and m.probe(location)]
+    matches = _probe(location)
     if not matches and not Path(location).exists():
         raise InputError(f"{location}: no such file", hint="check the path; an import path looks like package.module:callable")
     if not matches:
@@ -82,6 +92,14 @@ def runner_for(artifact: Artifact, **options: Any) -> Runner:
     if mod is None or not hasattr(mod, "make_runner"):
         raise UsageError(f"convertkit cannot run {artifact.format} models")
     return mod.make_runner(artifact, **options)
+
+
+def prewarm(format_name: str, **runner_options: Any) -> None:
+    """Let a format start its runtime ahead of need (TF.js: Node), so that start-up overlaps the
+    conversion. Formats without ``prewarm`` start theirs when a runner is entered."""
+    fn = getattr(format_modules().get(format_name), "prewarm", None)
+    if fn is not None:
+        fn(**runner_options)
 
 
 def describe(artifact: Artifact) -> dict[str, Any]:

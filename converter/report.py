@@ -23,7 +23,7 @@ _FRAMEWORKS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorflo
 
 def environment() -> dict[str, Any]:
     env = {"python": platform.python_version(), "platform": platform.platform(), "convertkit": version("convertkit")}
-    env.update({name: version(name) for name in _FRAMEWORKS if version(name)})
+    env.update({name: v for name in _FRAMEWORKS if (v := version(name))})
     return env
 
 

@@ -125,3 +125,33 @@ def test_missing_npm_packages_name_the_install_command(tmp_path, monkeypatch):
     with pytest.raises(MissingDependencyError, match="npm ci --prefix converter/formats/tfjs/node|node"):
         with TfjsRunner(Artifact(TFJS, tmp_path)):
             pass
+
+
+def test_prestarted_node_is_taken_by_the_next_runner_and_an_unused_one_exits(models, tmp_path, monkeypatch):
+    """prestart(): Node and TF.js start while Python converts; the next runner on that backend only
+    loads its model. One that nobody takes ends quietly when convertkit closes its stdin."""
+    from converter.formats.tfjs import runner as runner_mod
+
+    m = models["two"]
+    assert runner_mod.prestart("cpu")
+    waiting = runner_mod._PRESTARTED[runner_mod._pool_key("cpu")]
+    with TfjsRunner(Artifact(TFJS, m["dir"] / "graph"), backend="cpu") as r:
+        assert r._node is waiting and runner_mod._pool_key("cpu") not in runner_mod._PRESTARTED
+        np.testing.assert_allclose(r.infer(m["feeds"])["head1"], m["ref"]["head1"], atol=ATOL, rtol=0)
+    assert waiting.proc.returncode == 0
+
+    assert runner_mod.prestart("wasm")
+    unused = runner_mod._PRESTARTED.pop(runner_mod._pool_key("wasm"))
+    unused.stop()
+    assert unused.proc.returncode == 0 and not any("Error" in line for line in unused.stderr)
+    # a Node that died while waiting is not handed out: the runner starts its own
+    assert runner_mod.prestart("cpu")
+    dead = runner_mod._PRESTARTED[runner_mod._pool_key("cpu")]
+    dead.proc.kill()
+    dead.proc.wait()
+    with TfjsRunner(Artifact(TFJS, m["dir"] / "layers"), backend="cpu") as r:
+        assert r._node is not dead
+        np.testing.assert_allclose(r.infer(m["feeds"])["head2"], m["ref"]["head2"], atol=ATOL, rtol=0)
+    # without the npm packages prestart declines, and the runner names the fix as before
+    monkeypatch.setenv("CONVERTKIT_NODE_MODULES", str(tmp_path))
+    assert not runner_mod.prestart("wasm")

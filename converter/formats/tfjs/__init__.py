@@ -88,6 +88,13 @@ def make_runner(artifact: Artifact, backend: str = "wasm", **_: Any) -> Runner:
     return TfjsRunner(artifact, backend=backend)
 
 
+def prewarm(backend: str = "wasm", **_: Any) -> None:
+    """Start Node and TF.js for the validation to come while the model is still being converted."""
+    from .runner import prestart
+
+    prestart(backend)
+
+
 def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10, backend: str = "wasm") -> float:
     """Median TF.js latency (ms) on the first sample: Node's own timing of the model call
     (``last_infer_ms["run"]``: input tensors made, model run; no pipe transfer), ``runs`` calls

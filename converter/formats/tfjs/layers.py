@@ -111,20 +111,40 @@ def narrow_input_dtypes(model_config: dict[str, Any]) -> list[str]:
 
 @cache
 def tfjs_layer_classes() -> frozenset[str] | None:
-    """Class names the installed tfjs-layers registers (None when the npm packages are missing)."""
+    """Class names the installed tfjs-layers registers (None when the npm packages are missing).
+    Scanning its sources takes ~60 ms, so the list is cached beside them, keyed by the package's
+    version and mtime (no cache when that directory is read-only)."""
     import os
 
     from .runner import NODE_DIR
 
     root = Path(os.environ.get("CONVERTKIT_NODE_MODULES") or NODE_DIR / "node_modules")
-    dist = root / "@tensorflow" / "tfjs-layers" / "dist"
+    package = root / "@tensorflow" / "tfjs-layers"
+    dist = package / "dist"
     if not dist.is_dir():
         return None
+    cache_file = package / ".convertkit-layer-classes.json"
+    try:
+        meta = package / "package.json"
+        key: str | None = f"{json.loads(meta.read_text()).get('version')}@{meta.stat().st_mtime_ns}"
+    except (OSError, ValueError, AttributeError):
+        key = None
+    try:
+        cached = json.loads(cache_file.read_text())
+        if key and cached["key"] == key:
+            return frozenset(cached["classes"])
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # no cache yet, or a damaged one: scan
     names: set[str] = set()
     for f in dist.rglob("*.js"):
         if ".min." in f.name or f.name.startswith("tf-layers") or "miniprogram" in f.parts:
             continue  # bundles repeat the per-module files
         names.update(_CLASS_RE.findall(f.read_text(errors="replace")))
+    if key:
+        try:
+            cache_file.write_text(json.dumps({"key": key, "classes": sorted(names)}))
+        except OSError:
+            pass  # read-only install: scan each time
     return frozenset(names)
 
 

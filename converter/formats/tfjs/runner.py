@@ -1,7 +1,8 @@
 """Runs a TF.js model (graph or layers format) in real TF.js, in one Node.js process.
 
-``TfjsRunner`` starts ``node run_model.mjs MODEL_DIR --backend wasm|cpu`` once in
-``__enter__`` and exchanges length-prefixed binary frames with it (the protocol is documented at
+``TfjsRunner`` starts ``node run_model.mjs - --backend wasm|cpu`` (or takes one that ``prestart``
+started earlier), asks it to load the model in ``__enter__``, and exchanges length-prefixed binary
+frames with it (the protocol is documented at
 the top of ``node/run_model.mjs``). TF.js has no int64 or float64: such feeds are narrowed here,
 and every narrowing is recorded in :attr:`TfjsRunner.dtype_changes` for the report.
 
@@ -16,6 +17,7 @@ Stdlib at import time; numpy is imported when a runner is used.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import json
 import os
@@ -73,9 +75,7 @@ class TfjsRunner(Runner):
         self.start_seconds: float | None = None  # Node start + TF.js init + model load, wall clock
         self.last_infer_ms: dict[str, float] = {}  # Node's own timing of the last request
         self._changes: dict[str, DtypeChange] = {}
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
-        self._stderr_thread: threading.Thread | None = None
+        self._node: _NodeProcess | None = None
 
     # -- static description -------------------------------------------------------------------
 
@@ -101,23 +101,12 @@ class TfjsRunner(Runner):
     # -- process ------------------------------------------------------------------------------
 
     def __enter__(self) -> TfjsRunner:
-        node = shutil.which("node")
-        if node is None:
-            raise MissingDependencyError(
-                "Node.js (`node`) is not on PATH; TF.js models run in Node",
-                hint="install Node.js >= 18 (e.g. `apt-get install nodejs` or https://nodejs.org), then "
-                + _INSTALL_HINT)
-        env = _node_env(self.backend)
         if not (self.model_dir / "model.json").is_file():
             raise InputError(f"no model.json in {self.model_dir}", hint="pass a TF.js model directory")
         t0 = time.perf_counter()
-        self._proc = subprocess.Popen(
-            [node, str(SCRIPT), str(self.model_dir), "--backend", self.backend],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        # Drained in a thread: TF.js logs to stderr and a full pipe would block Node.
-        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._stderr_thread.start()
+        self._node = _take_prestarted(self.backend) or _NodeProcess(self.backend)
         try:
+            self._node.send_json({"type": "load", "model_dir": str(self.model_dir)})
             header, _ = self._read_frame()
             if header.get("type") != "ready":
                 raise self._error(header, during="load")
@@ -132,37 +121,16 @@ class TfjsRunner(Runner):
         self._stop()
 
     def _stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            proc.stdin.close()  # type: ignore[union-attr]
-        except OSError:
-            pass  # Node already gone
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        if self._stderr_thread is not None:
-            self._stderr_thread.join(timeout=5)
-
-    def _drain_stderr(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stderr is not None
-        for raw in proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self._stderr.append(line)
-        proc.stderr.close()
+        node, self._node = self._node, None
+        if node is not None:
+            node.stop()
 
     # -- inference ----------------------------------------------------------------------------
 
     def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        if self._proc is None:
+        if self._node is None:
             raise RuntimeError("TfjsRunner.infer() outside `with TfjsRunner(...)`")
         specs, buffers = [], []
         for name, value in feeds.items():
@@ -170,7 +138,7 @@ class TfjsRunner(Runner):
             specs.append({"name": name, "dtype": arr.dtype.name, "shape": list(arr.shape), "byteLength": arr.nbytes})
             buffers.append(arr)
         header = json.dumps({"type": "infer", "inputs": specs}).encode()
-        stdin = self._proc.stdin
+        stdin = self._node.proc.stdin
         assert stdin is not None
         try:
             stdin.write(struct.pack("<I", len(header)) + header)
@@ -215,8 +183,9 @@ class TfjsRunner(Runner):
         return header, [self._read_exact(t["byteLength"]) for t in tensors]
 
     def _read_exact(self, n: int) -> bytearray:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
+        assert self._node is not None
+        proc = self._node.proc
+        assert proc.stdout is not None
         buf = bytearray(n)  # writable, so the arrays returned by infer() are too
         view, got = memoryview(buf), 0
         while got < n:
@@ -227,15 +196,8 @@ class TfjsRunner(Runner):
         return buf
 
     def _crashed(self) -> ConversionError:
-        proc = self._proc
-        assert proc is not None
-        try:
-            rc = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            rc = None
-        if self._stderr_thread is not None:
-            self._stderr_thread.join(timeout=2)
-        tail = " | ".join(list(self._stderr)[-5:]) or "no output on stderr"
+        assert self._node is not None
+        rc, tail = self._node.exit_status()
         return ConversionError(f"the TF.js runner (Node) exited with status {rc} mid-frame: {tail}",
                                hint="run the model with `node converter/formats/tfjs/node/run_model.mjs DIR` to see more")
 
@@ -261,6 +223,108 @@ class TfjsRunner(Runner):
         if kind == "protocol":
             return RuntimeError(f"TF.js runner protocol error (a convertkit bug): {msg}")
         return ConversionError(f"{where} failed to run {self.model_dir} during {during}: {msg}")
+
+
+class _NodeProcess:
+    """``node run_model.mjs - --backend B``: TF.js started, waiting for a load request; its stderr
+    is drained in a thread (TF.js logs there, and a full pipe would block Node)."""
+
+    def __init__(self, backend: str) -> None:
+        node = shutil.which("node")
+        if node is None:
+            raise MissingDependencyError(
+                "Node.js (`node`) is not on PATH; TF.js models run in Node",
+                hint="install Node.js >= 18 (e.g. `apt-get install nodejs` or https://nodejs.org), then "
+                + _INSTALL_HINT)
+        self.key = _pool_key(backend)
+        self.proc = subprocess.Popen([node, str(SCRIPT), "-", "--backend", backend], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_node_env(backend))
+        self.stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.stderr.append(line)
+        self.proc.stderr.close()
+
+    def send_json(self, header: Mapping[str, Any]) -> None:
+        data = json.dumps(header).encode()
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(struct.pack("<I", len(data)) + data)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # Node died: reading its reply says why
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def exit_status(self) -> tuple[int | None, str]:
+        """(exit status or None, the last lines of stderr), after Node stopped mid-frame."""
+        try:
+            rc = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        self._thread.join(timeout=2)
+        return rc, " | ".join(list(self.stderr)[-5:]) or "no output on stderr"
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()  # type: ignore[union-attr]  # Node ends when stdin closes
+        except OSError:
+            pass  # Node already gone
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()  # type: ignore[union-attr]
+        self._thread.join(timeout=5)
+
+
+#: Node processes started ahead of need, by _pool_key; one each, taken by the next TfjsRunner
+_PRESTARTED: dict[tuple[str, ...], _NodeProcess] = {}
+
+
+def _pool_key(backend: str) -> tuple[str, ...]:
+    """What a started Node depends on: the backend and where its npm packages come from."""
+    return (backend, os.environ.get("CONVERTKIT_NODE_MODULES", ""), os.environ.get("NODE_PATH", ""))
+
+
+def prestart(backend: str = "wasm") -> bool:
+    """Start Node with TF.js and its backend now (about 0.25 s of Node's start-up, run while Python
+    converts), so that the next TfjsRunner on this backend only loads its model. Best effort: a
+    missing Node or npm package is left for the runner to report. True when one is waiting."""
+    if backend not in BACKENDS:
+        return False
+    key = _pool_key(backend)
+    node = _PRESTARTED.get(key)
+    if node is not None and node.alive():
+        return True
+    try:
+        _PRESTARTED[key] = _NodeProcess(backend)
+    except (MissingDependencyError, OSError):
+        return False
+    if len(_PRESTARTED) == 1:
+        atexit.register(_stop_prestarted)
+    return True
+
+
+def _take_prestarted(backend: str) -> _NodeProcess | None:
+    node = _PRESTARTED.pop(_pool_key(backend), None)
+    if node is not None and not node.alive():  # died waiting (killed?): start a fresh one instead
+        node.stop()
+        return None
+    return node
+
+
+def _stop_prestarted() -> None:
+    while _PRESTARTED:
+        _PRESTARTED.popitem()[1].stop()
 
 
 def _node_env(backend: str) -> dict[str, str]:

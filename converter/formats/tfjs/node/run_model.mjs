@@ -4,9 +4,13 @@
  * over stdin/stdout until stdin closes.
  *
  *   node run_model.mjs MODEL_DIR [--backend wasm|cpu]
+ *   node run_model.mjs - [--backend wasm|cpu]
  *
  * MODEL_DIR holds model.json and its weight shards. The process is started once per validation
- * by converter/formats/tfjs/runner.py (TfjsRunner).
+ * by converter/formats/tfjs/runner.py (TfjsRunner). With `-` instead of a directory, Node starts
+ * TF.js and its backend at once and then waits for a load request naming the model: convertkit
+ * starts it that way while the model is still being converted (runner.py: prestart), so Node's
+ * start-up overlaps Python's work.
  *
  * Protocol: both directions carry frames, and nothing but frames is written to stdout
  * (console output is redirected to stderr, which is free-form log text).
@@ -17,6 +21,8 @@
  *   tensor  = {"name", "dtype", "shape", "byteLength"}; dtype is float32 | int32 | bool;
  *             data is C-order, little-endian, bool as one byte (0/1) per element
  *
+ * 0. Only when started with `-`: the first request is {"type": "load", "model_dir": "..."} (no
+ *    payload); stdin closing before it ends the process quietly (the prestarted Node was not needed).
  * 1. After loading, Node sends one frame (empty payload):
  *      {"type": "ready", "format": "graph-model"|"layers-model", "backend", "tfjs", "node",
  *       "inputs": [{"name", "shape", "dtype"}], "outputs": [...], "load_ms", "flags"}
@@ -74,7 +80,7 @@ function parseArgs(argv) {
     else if (!a.startsWith('--') && opts.modelDir === null) opts.modelDir = a;
     else throw new Error(`unknown argument '${a}' (usage: run_model.mjs MODEL_DIR [--backend wasm|cpu])`);
   }
-  if (!opts.modelDir) throw new Error('usage: run_model.mjs MODEL_DIR [--backend wasm|cpu]');
+  if (!opts.modelDir) throw new Error('usage: run_model.mjs MODEL_DIR|- [--backend wasm|cpu]');
   if (!['wasm', 'cpu'].includes(opts.backend)) throw new Error(`unknown backend '${opts.backend}' (wasm or cpu)`);
   return opts;
 }
@@ -174,17 +180,31 @@ function oneLine(err) {
   return msg.replace(/\s+/g, ' ').trim();
 }
 
-async function readRequest(reader) {
+async function readHeader(reader) {
   const lenBuf = await reader.read(4);
   if (lenBuf === null) return null;
   const headerBytes = await reader.read(lenBuf.readUInt32LE(0));
   if (headerBytes === null) throw new ProtocolError('stdin closed inside a request header');
-  let header;
   try {
-    header = JSON.parse(headerBytes.toString('utf8'));
+    return JSON.parse(headerBytes.toString('utf8'));
   } catch (err) {
     throw new ProtocolError(`request header is not JSON: ${oneLine(err)}`);
   }
+}
+
+/** The model directory of a prestarted process's load request; null when stdin closes first. */
+async function readLoad(reader) {
+  const header = await readHeader(reader);
+  if (header === null) return null;
+  if (header.type !== 'load' || typeof header.model_dir !== 'string') {
+    throw new ProtocolError('the first request must be {"type": "load", "model_dir": "..."}');
+  }
+  return header.model_dir;
+}
+
+async function readRequest(reader) {
+  const header = await readHeader(reader);
+  if (header === null) return null;
   const specs = header.inputs;
   if (header.type !== 'infer' || !Array.isArray(specs)) {
     throw new ProtocolError('request header must be {"type": "infer", "inputs": [...]}');
@@ -281,18 +301,29 @@ async function handle(tf, model, specs, payload) {
 }
 
 async function main() {
-  const t0 = performance.now();
   let tf;
   let model;
   let opts;
+  let t0 = performance.now();
+  const reader = new Reader(process.stdin);
   try {
     if (os.endianness() !== 'LE') throw new Error('the protocol is little-endian; this machine is not');
     opts = parseArgs(process.argv.slice(2));
     tf = loadTfjs(opts.backend);
     if (!(await tf.setBackend(opts.backend))) throw new Error(`TF.js backend '${opts.backend}' failed to initialise`);
     await tf.ready();
-    model = await loadModel(tf, path.resolve(opts.modelDir));
+    let modelDir = opts.modelDir;
+    if (modelDir === '-') {
+      modelDir = await readLoad(reader);
+      if (modelDir === null) return;  // prestarted, never used
+      t0 = performance.now();  // load_ms: from the request on
+    }
+    model = await loadModel(tf, path.resolve(modelDir));
   } catch (err) {
+    if (err instanceof ProtocolError) {
+      await send(frame({ type: 'error', kind: 'protocol', error: oneLine(err) }));
+      process.exit(2);
+    }
     await send(frame({ type: 'error', kind: 'load', error: oneLine(err) }));
     process.exitCode = 1;
     return;
@@ -306,7 +337,6 @@ async function main() {
     inputs: model.inputs, outputs: model.outputs, load_ms: performance.now() - t0, flags,
   }));
 
-  const reader = new Reader(process.stdin);
   for (;;) {
     let request;
     try {
