@@ -126,6 +126,10 @@ def test_nhwc_on_request_and_4d_outputs_keep_the_source_layout(tmp_path):
             assert notes["input_layout"] == {"x": {"layout": "NHWC", "source_layout": "NCHW", "perm": [0, 2, 3, 1]}}
             assert report.stages[2].notes["input_layout"] == notes["input_layout"]
             assert any("x NCHW->NHWC" in n for n in report.parity.notes)
+            # the TF.js directory itself says so: a later `validate` against the source feeds it rightly
+            assert _model_json(out)["userDefinedMetadata"]["convertkit"]["input_layout"] == notes["input_layout"]
+            later = converter.validate(model, out, inputs=["x:2,3,8,6"])
+            assert later.verdict == "PASSED" and any("x NCHW->NHWC" in n for n in later.parity.notes)
         else:
             assert "input_layout" not in notes
     with pytest.raises(converter.UsageError, match="unknown layout 'nchw_please'"):

@@ -79,7 +79,10 @@ def open_source(location: str, **_: Any) -> Artifact:
         raise InputError(f"{d}: weight shard(s) missing: {', '.join(missing[:5])}",
                          hint="copy the whole TF.js model directory, shards included")
     inputs, outputs = read_specs(d)
-    return Artifact(FORMAT, d, inputs, outputs, meta={"kind": kind_of(model_json), "source": str(d)})
+    # how it takes the source's feeds, as convertkit recorded it when it wrote the model (from_tf.py)
+    recorded = (model_json.get("userDefinedMetadata") or {}).get("convertkit") or {}
+    feed_meta = {k: v for k, v in recorded.items() if k in ("input_layout", "fixed_shape")}
+    return Artifact(FORMAT, d, inputs, outputs, meta={"kind": kind_of(model_json), "source": str(d), **feed_meta})
 
 
 def make_runner(artifact: Artifact, backend: str = "wasm", **_: Any) -> Runner:

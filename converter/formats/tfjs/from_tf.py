@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from ...deps import require
 from ...errors import UsageError
 from ...parity.validate import FEED_META
 from .. import tf as tf_fmt
-from . import FORMAT, TFJS_FORMATS, kind_of, read_model_json
+from . import FILENAME, FORMAT, TFJS_FORMATS, kind_of, read_model_json
 from .graph import write_from_callable
 
 
@@ -47,11 +48,25 @@ def finish(out_dir: Path, notes: dict[str, Any], input_names: Sequence[str], out
     are recorded in its meta (``renamed``), with any dtype TF.js narrows (``dtype_changes``)."""
     from .runner import read_specs
 
+    record_feed_meta(out_dir, notes)
     inputs, outputs = read_specs(out_dir)
     renamed = {**_renamed(input_names, inputs), **_renamed(output_names, outputs)}
     if renamed:
         notes["renamed"] = renamed
     return Artifact(FORMAT, out_dir, inputs, outputs, meta={"kind": kind_of(read_model_json(out_dir)), **notes})
+
+
+def record_feed_meta(out_dir: Path, notes: dict[str, Any]) -> None:
+    """Write how the model takes the source's feeds (``input_layout``: e.g. NHWC where the source
+    is NCHW; ``fixed_shape``) into model.json's ``userDefinedMetadata.convertkit`` (TF.js keeps it
+    as ``model.metadata``), so that ``convertkit validate SOURCE tfjs_dir/`` feeds it rightly later."""
+    feed_meta = {k: notes[k] for k in FEED_META if k in notes}
+    if not feed_meta:
+        return
+    path = out_dir / FILENAME
+    model_json = json.loads(path.read_text())
+    model_json.setdefault("userDefinedMetadata", {})["convertkit"] = feed_meta
+    path.write_text(json.dumps(model_json))
 
 
 def _renamed(old: Sequence[str], after: Sequence[TensorSpec]) -> dict[str, str]:
