@@ -7,11 +7,23 @@ import importlib
 import pkgutil
 from functools import cache
 from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from .core import Artifact, Format, Runner, Stage
 from .errors import InputError, UsageError
+
+
+def lazy(package: str, module: str, name: str) -> Callable[..., Any]:
+    """A format package's hook that lives in one of its modules: ``probe = lazy(__name__, ".source",
+    "probe")`` imports ``.source`` on the first call, so discovering formats imports no framework."""
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module, package), name)(*args, **kwargs)
+
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = f"{name} from {package}{module} (imported when first called)"
+    return hook
 
 
 @cache

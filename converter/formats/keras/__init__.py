@@ -8,29 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from ...core import Artifact, Format, Runner
+from ...registry import lazy
 
 FORMAT = Format("keras", "Keras model (.keras archive, legacy .h5, tf_keras SavedModel), run in Keras")
 
-
-def probe(location: str) -> bool:
-    from .source import probe as _probe
-
-    return _probe(location)
-
-
-def open_source(location: str, **options: Any) -> Artifact:
-    from .source import open_source as _open
-
-    return _open(location, **options)
+probe = lazy(__name__, ".source", "probe")
+open_source = lazy(__name__, ".source", "open_source")
+describe = lazy(__name__, ".source", "describe")
 
 
 def make_runner(artifact: Artifact, **options: Any) -> Runner:
     from .runner import KerasRunner
 
     return KerasRunner(artifact)
-
-
-def describe(artifact: Artifact) -> dict[str, Any]:
-    from .source import describe as _describe
-
-    return _describe(artifact)
