@@ -44,7 +44,7 @@ def run(measure: Any, repeat: int, tmp: Path) -> dict[str, Any]:
 
 def show(results: dict[str, Any]) -> None:
     for case, r in results.items():
-        print(f"\nKeras -> TF.js: {case} (median wall s, peak RSS MiB)")
+        print(f"\nKeras -> TF.js: {case} (median wall s, peak RSS of the process tree MiB)")
         for key in ("tensorflowjs_converter (no validation)", "convertkit (export + validate in TF.js)"):
-            print(f"  {key:42s} {r[key]['seconds']:7.2f} s {r[key]['peak_mib']:8.0f} MiB")
+            print(f"  {key:42s} {r[key]['seconds']:7.2f} s {r[key]['peak_tree_mib']:8.0f} MiB")
         print(f"  ratio: {r['ratio']:.2f} (target <= 1.0: {'MET' if r['met'] else 'MISSED'}); parity {r['parity_verdict']}")

@@ -74,7 +74,7 @@ def run_case(measure: Any, case: Case, repeat: int, work: Path, env: dict[str, s
             repeat, env=env, before=lambda: shutil.rmtree(web, ignore_errors=True)),
     }
     chain_s = sum(s["seconds"] for s in steps.values())
-    worst_mib = max(s["peak_mib"] for s in steps.values())
+    worst_mib = max(s["peak_tree_mib"] for s in steps.values())  # whole process trees (onnx2tf runs onnxsim)
     out = work / "convertkit"
     ck = measure([str(py.parent / "convertkit"), "export", case.builder,
                   *(a for spec in case.inputs for a in ("-i", spec)), "--to", "tfjs", "-o", str(out), "--force"],
@@ -89,9 +89,10 @@ def run_case(measure: Any, case: Case, repeat: int, work: Path, env: dict[str, s
                               "max_abs": max((o["max_abs"] or 0.0) for o in report["parity"]["outputs"]),
                               "notes": report["parity"]["notes"]},
         "fixed_shape": report["stages"][1]["notes"].get("fixed_shape"),
-        "ratio_wall": ratio, "ratio_peak": ck["peak_mib"] / worst_mib,
-        "target": f"wall <= {WALL_RATIO_TARGET}x the chain's; peak <= the chain's worst step",
-        "met_wall": ratio <= WALL_RATIO_TARGET, "met_peak": ck["peak_mib"] <= worst_mib}
+        "ratio_wall": ratio, "ratio_peak": ck["peak_tree_mib"] / worst_mib,
+        "target": f"wall <= {WALL_RATIO_TARGET}x the chain's; peak memory (process tree, Node included) <= the "
+                  f"chain's worst step",
+        "met_wall": ratio <= WALL_RATIO_TARGET, "met_peak": ck["peak_tree_mib"] <= worst_mib}
 
 
 def chain_parity(case: Case, web: Path) -> dict[str, Any]:
@@ -192,16 +193,16 @@ def mobilenet() -> Any:
 def show(results: dict[str, Any]) -> None:
     for name, r in results.items():
         chain = r["manual chain"]
-        print(f"\nPyTorch -> TF.js: {name} (median wall s, peak RSS MiB)")
+        print(f"\nPyTorch -> TF.js: {name} (median wall s, peak RSS of the process tree MiB)")
         for step in [k for k in chain if k[0].isdigit()]:
-            print(f"  chain {step:34s} {chain[step]['seconds']:7.2f} s {chain[step]['peak_mib']:8.0f} MiB")
+            print(f"  chain {step:34s} {chain[step]['seconds']:7.2f} s {chain[step]['peak_tree_mib']:8.0f} MiB")
         parity = chain["parity"]
         said = f"max abs {parity['max_abs']:.3g}" if parity["verdict"] == "PASSED" else \
             parity.get("summary") or parity.get("message")
         print(f"  chain total / worst step                 {chain['total_seconds']:7.2f} s "
               f"{chain['worst_step_peak_mib']:8.0f} MiB   parity {parity['verdict']} ({said})")
         ck = r["convertkit (one process, validated in TF.js)"]
-        print(f"  convertkit (one process, validated)      {ck['seconds']:7.2f} s {ck['peak_mib']:8.0f} MiB   "
+        print(f"  convertkit (one process, validated)      {ck['seconds']:7.2f} s {ck['peak_tree_mib']:8.0f} MiB   "
               f"parity {r['convertkit parity']['verdict']} (max abs {r['convertkit parity']['max_abs']:.3g})")
         print(f"  wall ratio {r['ratio_wall']:.2f} (target <= {WALL_RATIO_TARGET}: "
               f"{'MET' if r['met_wall'] else 'MISSED'}); peak ratio {r['ratio_peak']:.2f} "
