@@ -62,13 +62,16 @@ def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str,
         h5conv = require("tensorflowjs.converters.keras_h5_conversion")
     h5py = require("h5py")
     with tempfile.TemporaryDirectory(prefix="convertkit-h5-") as tmp:
-        h5 = Path(tmp) / "model.h5"
-        try:
-            with quiet(*_LOGGERS):
-                model.save(str(h5), save_format="h5")
-        except Exception as exc:
-            raise StageError(stage, f"tf_keras could not save the model as HDF5 ({_first_line(exc)})",
-                             hint="use --tfjs-format graph") from exc
+        if model is model_of(src) and _is_tf_keras_h5(src):
+            h5 = Path(src.path)  # what tf_keras loaded is this file: read it as it is (read-only)
+        else:
+            h5 = Path(tmp) / "model.h5"
+            try:
+                with quiet(*_LOGGERS):
+                    model.save(str(h5), save_format="h5")
+            except Exception as exc:
+                raise StageError(stage, f"tf_keras could not save the model as HDF5 ({_first_line(exc)})",
+                                 hint="use --tfjs-format graph") from exc
         with h5py.File(h5, "r") as f, quiet(*_LOGGERS):
             topology, groups = h5conv.h5_merged_saved_model_to_tfjs_format(f)
     changes = narrow_input_dtypes(topology.get("model_config", {}))
@@ -77,6 +80,12 @@ def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str,
     with quiet(*_LOGGERS):
         h5conv.write_artifacts(topology, groups, str(out_dir), weight_shard_size_bytes=SHARD_BYTES)
     return notes
+
+
+def _is_tf_keras_h5(src: Artifact) -> bool:
+    """A legacy HDF5 full model that tf_keras wrote and loaded (keras/source.py's classification)."""
+    return (src.meta.get("kind") == "h5" and str(src.meta.get("library", "")).startswith("tf_keras")
+            and src.path is not None and Path(src.path).is_file())
 
 
 def _sample_feeds(src: Artifact) -> list[dict[str, Any]]:
