@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .core import KNOWN_WRONG, Artifact, Format, TensorSpec
-from .errors import StageError, UsageError
+from .core import Artifact, Format, TensorSpec
+from .errors import UsageError
 from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
 from .parity.validate import run as run_outputs
 from .passes import PassSpec, parse_pass_spec
-from .pipeline import Checker, localise, run_pipeline
+from .pipeline import Checker, localise, refuse_known_wrong, run_pipeline
 from .plan import plan
 from .report import RunReport
 
@@ -155,9 +155,10 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     stage options by field name (e.g. ``tfjs_format="layers"``); ``runner_options`` go to the
     runtimes (e.g. ``{"backend": "cpu"}`` for TF.js).
 
-    Raises a ConvertkitError subclass for bad input (exit 2) or a failed conversion (exit 3); a
-    parity failure is not raised: the model is written for inspection and ``report.verdict`` is
-    FAILED (exit 1)."""
+    Raises a ConvertkitError subclass for bad input (exit 2) or a failed conversion (exit 3: also a
+    stage whose own check found its result wrong, named with the first node it gets wrong where
+    that can be found). Any other parity failure is not raised: the model is written for
+    inspection and ``report.verdict`` is FAILED (exit 1)."""
     specs = tuple(p if isinstance(p, PassSpec) else parse_pass_spec(p) for p in passes)
     if calibration is not None:
         specs = _with_calibration(specs, str(calibration))
@@ -194,11 +195,9 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
             report.parity = checker(final, checker.tolerance_for(pipeline.stages))
             if not report.parity and len(pipeline.stages) > 1:
                 report.notes.append(localise(pipeline, report.stages, artifacts, checker))
-        else:
-            wrong = [r for r in report.stages if r.notes.get(KNOWN_WRONG)]
-            if wrong:  # no validation asked for, but the stage itself found its result wrong: never exit 0
-                raise StageError(wrong[0].stage, f"its result does not compute what its input does "
-                                 f"({wrong[0].notes[KNOWN_WRONG]})", hint="run without --no-check to keep it for inspection")
+        # a stage that found its own result wrong: exit 3 (validated or not), nothing written
+        refuse_known_wrong(pipeline, report.stages, artifacts, src, report.parity)
+        if checker is None:
             report.notes.append("validation skipped (--no-check): nothing proves this model computes the same")
         for rec in report.stages[:-1]:
             rec.path = f"intermediates/{Path(rec.path).relative_to(work).parts[0]}" \

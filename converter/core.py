@@ -109,9 +109,17 @@ class Tolerance:
 
 FP32 = Tolerance()
 
-#: artifact meta key a stage sets when its own check found its result wrong (a fallback written for
-#: inspection); validation then fails it, and with --no-check the run stops with exit 3
+#: artifact meta key a stage sets when its own check found its result wrong (a fallback kept so that
+#: validation and localisation can measure it); the run then stops with exit 3, nothing written
 KNOWN_WRONG = "known_wrong"
+#: artifact meta key: {ONNX node name: where it comes from in the source model}. In memory only, for
+#: error messages: meta keys that start with "_" stay out of the report (a BERT has thousands of nodes)
+SOURCE_MAP = "_source_map"
+
+
+def reported_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an artifact's meta that goes into the report: keys starting with "_" stay in memory."""
+    return {k: v for k, v in meta.items() if not k.startswith("_")}
 
 
 def accumulated_tolerance(stages: Sequence[Stage]) -> Tolerance:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .core import Artifact, Pass, Pipeline, Stage, StageRecord, Tolerance, accumulated_tolerance, now
+from .core import (KNOWN_WRONG, SOURCE_MAP, Artifact, Pass, Pipeline, Stage, StageRecord, Tolerance,
+                   accumulated_tolerance, now, reported_meta)
 from .errors import ConvertkitError, StageError, UnsupportedOpError, UserError
 from .fsutil import gzip_bytes
 from .parity.compare import ParityReport
@@ -97,7 +98,7 @@ def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Pat
             raise StageError(stage.name, f"{type(exc).__name__}: {msg}", before=_before(pipeline, i)) from exc
         rec = StageRecord(stage.name, stage.config(), round(now() - t0, 3), current.size_bytes(),
                           result.size_bytes(), registry.op_counts(current), registry.op_counts(result),
-                          dict(result.meta), _rel(result.path, out_dir))
+                          reported_meta(result.meta), _rel(result.path, out_dir))
         if is_pass:
             rec.gzip_bytes_in, rec.gzip_bytes_out = gzip_bytes(current.path), gzip_bytes(result.path)
             if checker is not None:
@@ -111,9 +112,15 @@ def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Pat
     return current, records, artifacts
 
 
+#: stage note: the first node of the stage's input that its result gets wrong (or why none was found)
+NODE_NOTE = "first_diverging_node"
+
+
 def localise(pipeline: Pipeline, records: list[StageRecord], artifacts: list[Artifact], checker: Checker) -> str:
     """After a failed final check: which hop first drifts from the original? Checks every
-    intermediate not checked yet (their parity lands in the records) and names the first that fails."""
+    intermediate not checked yet (their parity lands in the records) and names the first that fails,
+    then, where that hop's format can tell, the first node it gets wrong (in the stage's notes too)."""
+    first = len(records) - 1
     for i, (rec, art) in enumerate(zip(records[:-1], artifacts[:-1])):
         if rec.parity is None:
             try:
@@ -121,10 +128,75 @@ def localise(pipeline: Pipeline, records: list[StageRecord], artifacts: list[Art
             except ConvertkitError as exc:  # an intermediate its runtime cannot run: say so, go on
                 rec.parity = {"passed": False, "error": exc.one_line()}
         if not rec.parity.get("passed"):
-            hop = f"{pipeline.stages[i].accepts} -> {pipeline.stages[i].produces}" \
-                if pipeline.stages[i].accepts != pipeline.stages[i].produces else str(pipeline.stages[i].accepts)
-            return f"parity against the source first fails after stage '{rec.stage}' ({hop}); the stages before it pass"
-    return f"every intermediate matches the source; the drift comes from the last stage '{records[-1].stage}'"
+            first = i
+            break
+    stage = pipeline.stages[first]
+    if first < len(records) - 1:
+        hop = f"{stage.accepts} -> {stage.produces}" if stage.accepts != stage.produces else str(stage.accepts)
+        text = f"parity against the source first fails after stage '{stage.name}' ({hop}); the stages before it pass"
+    else:
+        text = f"every intermediate matches the source; the drift comes from the last stage '{stage.name}'"
+    node = diverging_node(pipeline, first, records, artifacts, checker.reference)
+    return f"{text}; {describe_node(node)}" if node else text
+
+
+def diverging_node(pipeline: Pipeline, i: int, records: list[StageRecord], artifacts: list[Artifact],
+                   source: Artifact) -> dict[str, Any] | None:
+    """Ask the format stage ``i`` produces for the first node of its input that the result gets wrong
+    (``first_diverging_node(stage, input, result, source_map)`` in the format package; formats without
+    it say nothing). Once per stage: the answer is kept in its notes."""
+    if NODE_NOTE in records[i].notes:
+        return records[i].notes[NODE_NOTE]
+    stage = pipeline.stages[i]
+    hook = getattr(registry.format_modules().get(stage.produces.name), "first_diverging_node", None)
+    if hook is None:
+        return None
+    before = [source, *artifacts[:i]]
+    terms: dict[str, str] = {}
+    for art in before:  # passes keep node names but not the map: take it from whichever stage made it
+        terms.update(art.meta.get(SOURCE_MAP) or {})
+    try:
+        found = hook(stage, before[-1], artifacts[i], terms)
+    except Exception as exc:  # a diagnosis must not hide the failure it explains
+        found = {"node": None, "why": f"the search failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+    if found is not None:
+        records[i].notes[NODE_NOTE] = found
+    return found
+
+
+def describe_node(found: Mapping[str, Any] | None) -> str:
+    """``first diverging node 'node_permute' (Transpose) in attn (torch.nn.MultiheadAttention), aten.permute
+    (max abs 0.91 there)``, or why no node was named."""
+    if not found:
+        return ""
+    if found.get("node") is None:
+        return f"no first diverging node named: {found.get('why', 'not searched')}"
+    where = f" in {found['source']}" if found.get("source") else ""
+    err = f" (max abs {found['max_abs']:.3g} there)" if found.get("max_abs") is not None else ""
+    return f"first diverging node '{found['node']}' ({found.get('op', '?')}){where}{err}"
+
+
+def refuse_known_wrong(pipeline: Pipeline, records: list[StageRecord], artifacts: list[Artifact], source: Artifact,
+                       parity: ParityReport | None = None) -> None:
+    """A stage that found its own result wrong ends the run with exit 3 (with --no-check, or when the
+    final validation fails too): its model is never shipped. The error names the stage, the first
+    node it gets wrong where that can be found (a search ``localise`` may already have done), and how
+    far the result is from the source."""
+    i = next((i for i, rec in enumerate(records) if rec.notes.get(KNOWN_WRONG)), None)
+    if i is None or (parity is not None and parity):
+        return  # the final model passes under the run's tolerance (e.g. a looser --atol): validation decides
+    stage, rec = pipeline.stages[i], records[i]
+    found = diverging_node(pipeline, i, records, artifacts, source)
+    worst = max((o.max_abs for o in parity.outputs if o.max_abs is not None), default=None) \
+        if parity is not None else None
+    how = f"max abs {worst:.3g} against the source" if worst is not None and not parity \
+        else f"its own check: {rec.notes[KNOWN_WRONG]}"
+    what = f"the {stage.produces} model it made does not compute what its {stage.accepts} input does ({how})"
+    fixes = ["rewrite that part of the model"] if found and found.get("node") else []
+    if stage.accepts.name in registry.targets() and stage.accepts != source.format:  # --to its own format is refused
+        fixes.append(f"stop before this stage with --to {stage.accepts}")
+    raise StageError(stage.name, f"{what}: {describe_node(found)}" if found else what, before=_before(pipeline, i),
+                     hint="nothing was written" + (f"; {' or '.join(fixes)}" if fixes else ""))
 
 
 def _before(pipeline: Pipeline, i: int) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...core import Artifact, Export, Format
+from ...core import SOURCE_MAP, Artifact, Export, Format
 from ...deps import require, version
 from ...errors import StageError, UnsupportedOpError
 from ...quiet import quiet
@@ -54,7 +54,7 @@ class HfToOnnx(Export):
                 notes.update(exporter="optimum", optimum_api=OPTIMUM_API, torch_exporter="torchscript",
                              onnx_config=src.meta.get("onnx_config"), optimum=version("optimum"),
                              optimum_onnx=version("optimum-onnx"))
-                inputs, outputs = _finish(out_dir / FILENAME)
+                inputs, outputs, notes[SOURCE_MAP] = _finish(out_dir / FILENAME, model)
                 return Artifact(ONNX, out_dir / FILENAME, _with_ranges(inputs, src.inputs), outputs, meta=notes)
             except Exception as exc:  # optimum raises ValueError/KeyError/RuntimeError/...: all mean "fall back"
                 reasons.append(f"optimum: {_one_line(exc)}")
@@ -63,6 +63,7 @@ class HfToOnnx(Export):
         notes.update(exporter=f"torch.onnx ({result.meta.get('exporter')})", fallback_reason="; ".join(reasons))
         if result.meta.get("fallback_reason"):
             notes["torch_fallback_reason"] = result.meta["fallback_reason"]
+        notes[SOURCE_MAP] = result.meta.get(SOURCE_MAP)  # where each node comes from, for error messages
         return result.with_(inputs=_with_ranges(result.inputs, src.inputs), meta=notes)
 
     def _optimum(self, model: Any, task: str, out_dir: Path, src_specs: tuple) -> None:
@@ -182,10 +183,15 @@ def _fix_dims(model: Any, specs: tuple) -> None:
                 dim.dim_value = fixed[dim.dim_param]
 
 
-def _finish(path: Path) -> tuple[tuple, tuple]:
+def _finish(path: Path, model: Any) -> tuple[tuple, tuple, dict[str, str]]:
+    """I/O specs, and where each node comes from (optimum's node names are module scopes of ``model``)."""
+    from ..onnx.from_torch import module_classes
+    from ..onnx.scopes import source_map
+
     onnx = require("onnx")
     onnx.checker.check_model(str(path))
-    return io_specs(onnx.load(str(path), load_external_data=False))
+    proto = onnx.load(str(path), load_external_data=False)
+    return (*io_specs(proto), source_map(proto, module_classes(model)))
 
 
 def _clear(out_dir: Path) -> None:

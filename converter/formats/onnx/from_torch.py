@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...core import Artifact, Export, Format
+from ...core import SOURCE_MAP, Artifact, Export, Format
 from ...deps import require
 from ...errors import StageError, UnsupportedOpError
 from ...quiet import quiet
 from .. import torch as torch_fmt
 from . import FILENAME, FORMAT, io_specs
+from .scopes import source_map
 
 #: above this many parameter bytes the weights go to model.onnx.data (protobuf's limit is 2 GiB)
 EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -77,7 +78,7 @@ class TorchToOnnx(Export):
             raise StageError(self.name, "; ".join(errors), hint=hint)
         if errors:
             notes["fallback_reason"] = errors[0]
-        inputs, outputs = _finish(path, specs)
+        inputs, outputs, notes[SOURCE_MAP] = _finish(path, specs, module_classes(src.obj))
         ranges = {s.name: s.int_range for s in specs if s.int_range}  # the sample range stays with the input
         inputs = tuple(dataclasses.replace(i, int_range=ranges[i.name]) if i.name in ranges else i for i in inputs)
         return Artifact(FORMAT, path, inputs, outputs, meta=notes)
@@ -134,9 +135,10 @@ def _unsupported_ops(exc: BaseException) -> set[str]:
     return found
 
 
-def _finish(path: Path, specs: tuple) -> tuple[tuple, tuple]:
+def _finish(path: Path, specs: tuple, modules: dict[str, str]) -> tuple[tuple, tuple, dict[str, str]]:
     """Name dynamic dims as the user named them (the exporters use symbols like s77, in the
-    outputs too), check the model, and read its I/O back."""
+    outputs too), check the model, and read its I/O back, with where each node comes from in the
+    source (read before the exporter's annotations are stripped; see scopes.py)."""
     onnx = require("onnx")
     model = onnx.load(str(path), load_external_data=False)
     by_name = {s.name: s for s in specs}
@@ -154,10 +156,26 @@ def _finish(path: Path, specs: tuple) -> tuple[tuple, tuple]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in renamed:
                 dim.dim_param = renamed[dim.dim_param]
+    terms = source_map(model, modules)
     _strip_exporter_metadata(model)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
-    return io_specs(model)
+    return (*io_specs(model), terms)
+
+
+def module_classes(obj: Any) -> dict[str, str]:
+    """Module path -> class, for the TorchScript exporter's scoped node names (dynamo's annotations
+    carry the classes themselves)."""
+    from ..torch.runner import callable_of
+
+    def cls(m: Any) -> str:  # a TorchScript module knows its Python class by name only
+        scripted = type(m).__name__ == "RecursiveScriptModule"
+        return str(getattr(m, "original_name", "")) if scripted else f"{type(m).__module__}.{type(m).__qualname__}"
+
+    try:
+        return {name: cls(m) for name, m in callable_of(obj).named_modules()}
+    except Exception:  # not an nn.Module (a bare callable): scoped names still give the paths
+        return {}
 
 
 def _strip_exporter_metadata(model: Any) -> None:

@@ -44,6 +44,13 @@ def op_counts(artifact: Artifact) -> dict[str, int] | None:
     return _counts(artifact.obj)
 
 
+def first_diverging_node(stage: Any, src: Artifact, result: Artifact, source_map: Any) -> dict[str, Any] | None:
+    """The pipeline's localisation hook: the first ONNX node onnx2tf gets wrong (see localise.py)."""
+    from .localise import first_diverging_node as _find
+
+    return _find(stage, src, result, source_map)
+
+
 def _stages() -> tuple[type, ...]:
     from .from_onnx import OnnxToTf
 

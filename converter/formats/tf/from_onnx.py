@@ -42,6 +42,7 @@ from ...quiet import quiet
 from .. import onnx as onnx_fmt
 from . import FORMAT
 from . import onnx_prep as prep
+from .self_check import self_check, worst
 
 logger = logging.getLogger(__name__)
 FILENAME = "model.pb"
@@ -66,18 +67,23 @@ class OnnxToTf(Export):
             raise UsageError(f"unknown layout '{self.tfjs_layout}'", hint="one of: source (as the source model, "
                              "e.g. NCHW for PyTorch), nhwc (channels-last 4-D inputs)")
 
+    def prepare(self, src: Artifact) -> tuple[Any, tuple[TensorSpec, ...], tuple[TensorSpec, ...], dict[str, int]]:
+        """The ONNX model, its inputs (with an ONNX source's --input sizes and int ranges), outputs, and
+        the size each dynamic dim gets where one is fixed (localise.py re-runs conversions with them)."""
+        model = onnx_fmt.load_proto(onnx_fmt.model_path(src.path))
+        inputs, outputs = onnx_fmt.io_specs(model)
+        given = {s.name: s for s in src.inputs}
+        inputs = tuple(given[s.name] if s.name in given and given[s.name].shape is not None
+                       and len(given[s.name].shape) == len(s.shape or ()) else s for s in inputs)
+        return model, inputs, outputs, example_sizes(inputs, src.meta.get("example"))
+
     def run(self, src: Artifact, out_dir: Path) -> Artifact:
         onnx = require("onnx")
         tf = require("tensorflow")
-        model = onnx_fmt.load_proto(onnx_fmt.model_path(src.path))
-        inputs, outputs = onnx_fmt.io_specs(model)
-        given = {s.name: s for s in src.inputs}  # --input specs of an ONNX source: their sizes and int ranges
-        inputs = tuple(given[s.name] if s.name in given and given[s.name].shape is not None
-                       and len(given[s.name].shape) == len(s.shape or ()) else s for s in inputs)
+        model, inputs, outputs, sizes = self.prepare(src)
         if not outputs:
             raise StageError(self.name, f"{src.label} has no outputs")
         prep.check_ops(model, self.name)
-        sizes = example_sizes(inputs, src.meta.get("example"))
         ladder = variants(inputs, sizes)
         tried: list[str] = []
         fallback: tuple[float, _Result] | None = None  # the least wrong attempt, if none is right
@@ -100,9 +106,9 @@ class OnnxToTf(Export):
                     result = attempt
                     break
                 tried.append(f"{variant.label}: converted, but {check.summary()}")
-                if fallback is None or _worst(check) < fallback[0]:
-                    fallback = (_worst(check), attempt)
-        if result is None:  # converted, but wrong: written for inspection, and the parity gate fails it
+                if fallback is None or worst(check) < fallback[0]:
+                    fallback = (worst(check), attempt)
+        if result is None:  # converted, but wrong: kept so that validation and localisation can measure it (exit 3)
             assert fallback is not None
             result = fallback[1]
             result.notes["warning"] = ("onnx2tf's TensorFlow model does not compute what the ONNX model does "
@@ -308,54 +314,6 @@ def _rename_node(graph_def: Any, old: str, new: str) -> None:
             head, sep, port = base.partition(":")
             if head == old:
                 node.input[i] = f"{ctrl}{new}{sep}{port}"
-
-
-def self_check(src: Artifact, attempt: _Result, variant: Variant) -> Any:
-    """The frozen function against onnxruntime on the ONNX model: two seeded samples (the second with
-    other, smaller sizes for the dims that stayed dynamic)."""
-    import numpy as np
-
-    from ...core import FP32
-    from ...parity.compare import compare
-    from ...parity.inputs import make_feeds
-    from .. import onnx as onnx_pkg
-
-    specs = [TensorSpec(s.name, variant.shapes[s.name], s.dtype, int_range=s.int_range) for s in src.inputs]
-    feeds = make_feeds(specs, samples=3, seed=7)[::2]  # dynamic dims at two sizes, the smaller ones
-    with onnx_pkg.make_runner(src) as ort:
-        refs = [ort.infer(f) for f in feeds]
-    tf = require("tensorflow")
-    gots = []
-    for f in feeds:
-        args = []
-        for s, name in zip(src.inputs, (t.name for t in attempt.inputs)):
-            arr = f[s.name]
-            perm = attempt.input_perms.get(name)
-            args.append(tf.constant(np.transpose(arr, perm) if perm else arr))
-        try:
-            outs = attempt.fn(*args)
-        except Exception as exc:
-            return _FailedCheck(f"TensorFlow could not run it at {[list(a.shape) for a in args]}: {_first_line(exc)}")
-        gots.append({o.name: np.asarray(v) for o, v in zip(src.outputs, outs)})
-    return compare(refs, gots, FP32)
-
-
-class _FailedCheck:
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def __bool__(self) -> bool:
-        return False
-
-    def summary(self) -> str:
-        return self.message
-
-
-def _worst(check: Any) -> float:
-    outs = getattr(check, "outputs", None)
-    if not outs or any(o.max_abs is None for o in outs):
-        return float("inf")
-    return max(o.max_abs for o in outs)
 
 
 def _identity(shape: Sequence[Any]) -> tuple[int, ...]:
