@@ -46,8 +46,8 @@ class _Cli(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors (also CONVERTKIT_DEBUG=1).")
 @click.version_option(package_name="convertkit", prog_name="convertkit")
 def main(debug: bool) -> None:
-    """Convert PyTorch models to ONNX (TF/Keras and TF.js to come) and prove, by running the result
-    in its own runtime, that it computes what the original did."""
+    """Convert PyTorch, ONNX, Hugging Face, Keras and TensorFlow models to ONNX and TF.js, optimize
+    them, and prove, by running the result in its own runtime, that it computes what the original did."""
     import logging
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
@@ -252,5 +252,30 @@ def inspect(model: str, weights: str | None, trust_code: bool, signature: str | 
         console.print(t)
 
 
+def run(argv: list[str] | None = None) -> None:
+    """The ``convertkit`` console script: :func:`main`, then a quick exit. Once TensorFlow is
+    loaded, the interpreter's own teardown (module clean-up, C++ destructors) takes about a second
+    after the work is done; by then every output is written (atomically) and the report printed, so
+    the exit handlers run, the streams are flushed, and the process ends without that teardown."""
+    try:
+        main.main(args=argv, prog_name="convertkit")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    import atexit
+    import logging
+
+    atexit._run_exitfuncs()  # e.g. an unused prestarted Node, weakref finalizers
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed pipe (convertkit ... | head): nothing more can be said
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()
