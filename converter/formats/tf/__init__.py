@@ -6,33 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from ...core import Artifact, Format, Runner
+from ...registry import lazy
 
 FORMAT = Format("tf", "TensorFlow SavedModel directory (a signature) or frozen GraphDef .pb, run in TensorFlow")
 DEFAULT_SIGNATURE = "serving_default"
 
-
-def probe(location: str) -> bool:
-    from .source import probe as _probe
-
-    return _probe(location)
-
-
-def open_source(location: str, **options: Any) -> Artifact:
-    from .source import open_source as _open
-
-    return _open(location, **options)
+probe = lazy(__name__, ".source", "probe")
+open_source = lazy(__name__, ".source", "open_source")
+describe = lazy(__name__, ".source", "describe")
+#: the pipeline's localisation hook: the first ONNX node onnx2tf gets wrong (localise.py)
+first_diverging_node = lazy(__name__, ".localise", "first_diverging_node")
 
 
 def make_runner(artifact: Artifact, **options: Any) -> Runner:
     from .runner import TfRunner
 
     return TfRunner(artifact)
-
-
-def describe(artifact: Artifact) -> dict[str, Any]:
-    from .source import describe as _describe
-
-    return _describe(artifact)
 
 
 def op_counts(artifact: Artifact) -> dict[str, int] | None:
@@ -42,13 +31,6 @@ def op_counts(artifact: Artifact) -> dict[str, int] | None:
     from .graphdef import op_counts as _counts
 
     return _counts(artifact.obj)
-
-
-def first_diverging_node(stage: Any, src: Artifact, result: Artifact, source_map: Any) -> dict[str, Any] | None:
-    """The pipeline's localisation hook: the first ONNX node onnx2tf gets wrong (see localise.py)."""
-    from .localise import first_diverging_node as _find
-
-    return _find(stage, src, result, source_map)
 
 
 def _stages() -> tuple[type, ...]:
