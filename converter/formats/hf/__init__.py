@@ -1,5 +1,5 @@
 """Hugging Face transformers model directories (``save_pretrained``: config.json + PyTorch weights),
-loaded offline and run in torch; exported to ONNX through optimum's exporter."""
+loaded offline and run in torch; exported to ONNX through optimum's exporter (onnx/from_hf.py)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,3 @@ def make_runner(artifact: Artifact, **options: Any) -> Runner:
 
     return HfRunner(artifact)
 
-
-def _stages() -> tuple[type, ...]:
-    from .to_onnx import HfToOnnx
-
-    return (HfToOnnx,)
-
-
-STAGES = _stages

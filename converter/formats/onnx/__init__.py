@@ -106,10 +106,11 @@ def make_runner(artifact: Artifact, **options: Any) -> Runner:
 
 
 def _stages() -> tuple[type, ...]:
+    from .from_hf import HfToOnnx
     from .from_tf import KerasToOnnx, TfToOnnx
     from .from_torch import TorchToOnnx
 
-    return (TorchToOnnx, KerasToOnnx, TfToOnnx)
+    return (TorchToOnnx, HfToOnnx, KerasToOnnx, TfToOnnx)
 
 
 STAGES = _stages

@@ -17,10 +17,10 @@ from ...core import SOURCE_MAP, Artifact, Export, Format
 from ...deps import require, version
 from ...errors import StageError, UnsupportedOpError
 from ...quiet import quiet
-from ..onnx import FILENAME, io_specs
-from ..onnx import FORMAT as ONNX
-from . import FORMAT
-from .source import DYNAMIC, call_options
+from ..hf import FORMAT
+from ..hf.source import DYNAMIC, call_options
+from . import FILENAME, io_specs
+from . import FORMAT as ONNX
 
 #: above this many bytes of initializers the weights go to model.onnx.data (protobuf's limit is 2 GiB)
 EXTERNAL_DATA_BYTES = 1_800_000_000
@@ -81,7 +81,7 @@ class HfToOnnx(Export):
 
     def _torch(self, model: Any, src: Artifact, out_dir: Path, reasons: list[str]) -> Artifact:
         """The project's torch -> ONNX export of the loaded model, called with the same names."""
-        from ..onnx.from_torch import TorchToOnnx
+        from .from_torch import TorchToOnnx
         from ..torch import FORMAT as TORCH
 
         if not src.meta.get("example"):
@@ -185,8 +185,8 @@ def _fix_dims(model: Any, specs: tuple) -> None:
 
 def _finish(path: Path, model: Any) -> tuple[tuple, tuple, dict[str, str]]:
     """I/O specs, and where each node comes from (optimum's node names are module scopes of ``model``)."""
-    from ..onnx.from_torch import module_classes
-    from ..onnx.scopes import source_map
+    from .from_torch import module_classes
+    from .scopes import source_map
 
     onnx = require("onnx")
     onnx.checker.check_model(str(path))
