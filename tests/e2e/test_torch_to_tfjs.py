@@ -19,7 +19,7 @@ from tests.conftest import ROOT, convertkit, need
 from tests.e2e.test_to_tfjs import need_tfjs
 
 #: fixtures onnx2tf converts only at fixed sizes: input -> dims of the TF / TF.js model
-FIXED = {"rnn": {"x": ["batch", 4, 8]}, "transformer": {"x": [2, 4, 32]}}
+FIXED = {"rnn": {"x": ["batch", 4, 8]}, "transformer": {"x": ["batch", 4, 32]}}
 ROUTE = ["torch->onnx", "onnx->tf", "tf->tfjs"]
 
 
@@ -85,9 +85,10 @@ def test_every_torch_fixture_runs_in_tfjs_with_parity(tmp_path, name):
         assert tf_notes["fixed_shape"] == tfjs_notes["fixed_shape"] == FIXED[name]
         assert "fixed shapes" in tf_notes["shape_note"]
         assert any("fixed shapes" in n for n in report.parity.notes)
-    else:  # dynamic batch kept
+    else:
         assert "fixed_shape" not in tf_notes and tf_notes["shapes"] == "as the model declares them"
-        assert all(i["tensorShape"]["dim"][0]["size"] == "-1" for i in sig["inputs"].values())
+    # the dynamic batch is kept either way
+    assert all(i["tensorShape"]["dim"][0]["size"] == "-1" for i in sig["inputs"].values())
 
 
 def test_nchw_is_kept_and_the_same_array_feeds_torch_and_tfjs(tmp_path):
@@ -138,7 +139,8 @@ def test_nhwc_on_request_and_4d_outputs_keep_the_source_layout(tmp_path):
 
 def test_attention_converts_correctly_and_a_misconversion_exits_3_naming_the_node(tmp_path, monkeypatch):
     """torch.nn.MultiheadAttention: onnx2tf guesses the axes of transposes that move axis 0 and of
-    ambiguous reshapes; convertkit pins them, and the TF.js model matches. With those fixes off,
+    ambiguous reshapes; convertkit pins them, and the TF.js model matches, with a dynamic batch (the
+    view targets computed from x.shape are made constants, -1 for the batch). With those fixes off,
     onnx2tf's model is wrong (silently, by its own account): exit 3, nothing written, and the error
     names the hop and the first ONNX node onnx2tf gets wrong, in the source's terms (the torch
     module and op), found by converting cuts of the graph."""
@@ -149,7 +151,20 @@ def test_attention_converts_correctly_and_a_misconversion_exits_3_naming_the_nod
     fx = CATALOG["transformer"]
     report = _export(fx.builder, tmp_path / "fixed", inputs=list(fx.inputs))
     assert report.verdict == "PASSED" and max(o.max_abs for o in report.parity.outputs) < 1e-5
-    assert report.stages[1].notes["rewrites"]
+    notes = report.stages[1].notes
+    assert len(notes["rewrites"]) == 2 and notes["shapes"] == "dynamic batch, other dims fixed"
+    assert notes["fixed_shape"] == {"x": ["batch", 4, 32]}
+    assert [d["size"] for d in _model_json(tmp_path / "fixed")["signature"]["inputs"]["x"]["tensorShape"]["dim"]] \
+        == ["-1", "4", "32"]
+    rng = np.random.default_rng(11)
+    feeds = [{"x": rng.standard_normal((n, 4, 32)).astype(np.float32)} for n in (1, 3)]
+    from converter.formats.tfjs.runner import TfjsRunner
+
+    with TfjsRunner(converter.load(str(tmp_path / "fixed"))) as runner:  # other batch sizes than the example's 2
+        for f in feeds:
+            got = runner.infer(f)["output"]
+            assert got.shape == (len(f["x"]), 4, 32)
+            np.testing.assert_allclose(got, _torch_outputs(fx.builder, f)[0], atol=1e-4, rtol=1e-3)
     assert "_source_map" not in report.stages[0].notes  # in memory only: the report stays small
     shipped = json.loads((tmp_path / "fixed" / "report.json").read_text())
     assert "_source_map" not in json.dumps(shipped)
@@ -259,16 +274,33 @@ def test_legacy_exporter_attention_and_byte_identical_output(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_bert_to_tfjs_at_fixed_shapes(tmp_path):
-    """A Hugging Face BERT (two int64 inputs, an attention mask): onnx2tf fails or is wrong with dynamic
-    dims, so the TF.js model takes the example's sizes, stated; the mask's sample range (1..2) reaches
-    onnx2tf's own check (with 0..10 the mask overflows and its model is NaN)."""
+def test_tiny_bert_to_tfjs_with_a_dynamic_batch(tmp_path):
+    """A Hugging Face BERT (two int64 inputs, an attention mask): onnx2tf fails or is wrong with a dynamic
+    sequence, so the TF.js model takes the example's sequence length, stated, and keeps the dynamic batch
+    (with the view targets computed from the input's shape, onnx2tf put the attention softmax on the wrong
+    axis). The mask's sample range (0..2) reaches onnx2tf's own check: with 0..10 the mask overflows and
+    its model is NaN; with 1..2 (all ones) the mask adds zeros, every layout matches, and onnx2tf applies
+    it along the query axis, which padded inputs (checked below) would show."""
     need_chain()
     need("transformers")
-    report = _export("fixtures.hf_models:tiny_bert", tmp_path / "bert",
-                     inputs=["input_ids:batch,seq:int64:0..100", "attention_mask:batch,seq:int64:1..2"])
+    import converter
+    from converter.formats.tfjs.runner import TfjsRunner
+
+    builder = "fixtures.hf_models:tiny_bert"
+    report = _export(builder, tmp_path / "bert",
+                     inputs=["input_ids:batch,seq:int64:0..100", "attention_mask:batch,seq:int64:0..2"])
     assert report.verdict == "PASSED", report.parity.summary()
     notes = report.stages[1].notes
-    assert notes["fixed_shape"] == {"input_ids": [2, 4], "attention_mask": [2, 4]}
+    assert notes["fixed_shape"] == {"input_ids": ["batch", 4], "attention_mask": ["batch", 4]}
+    assert notes["shapes"] == "dynamic batch, other dims fixed"
     assert report.stages[2].notes["dtype_changes"] == ["input_ids: int64 -> int32 (TF.js has no int64)",
                                                         "attention_mask: int64 -> int32 (TF.js has no int64)"]
+    sig = _model_json(tmp_path / "bert")["signature"]["inputs"]
+    assert all([d["size"] for d in i["tensorShape"]["dim"]] == ["-1", "4"] for i in sig.values())
+    rng = np.random.default_rng(12)
+    with TfjsRunner(converter.load(str(tmp_path / "bert"))) as runner:
+        for n in (1, 3):  # padded: some mask entries 0
+            feeds = {"input_ids": rng.integers(0, 100, (n, 4)), "attention_mask": np.tril(np.ones((n, 4), np.int64), 1)}
+            want = _torch_outputs(builder, feeds)[0]
+            got = runner.infer({k: v.astype(np.int32) for k, v in feeds.items()})["output"]
+            np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)

@@ -64,6 +64,64 @@ def test_transposes_next_to_rnn_ops_are_left_to_onnx2tf():
     assert pin_axis0_transposes(onnx, model) == 0
 
 
+def _view_model(extra=()):
+    """x[batch,4,8] -> view(batch * 4, 8) -> Relu -> view(batch, 32), targets computed from x.shape as
+    torch.onnx writes them."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def const(name, values):
+        return onnx.numpy_helper.from_array(np.array(values, np.int64), name)
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])
+    nodes = [helper.make_node("Shape", ["x"], ["b"], start=0, end=1),
+             helper.make_node("Mul", ["b", "four"], ["b4"]),
+             helper.make_node("Concat", ["b4", "eight"], ["t1"], axis=0),
+             helper.make_node("Reshape", ["x", "t1"], ["r1"], name="view"),
+             helper.make_node("Relu", ["r1"], ["h"]),
+             helper.make_node("Concat", ["b", "thirty_two"], ["t2"], axis=0),
+             helper.make_node("Reshape", ["h", "t2"], ["y"], name="view_1"), *extra]
+    return _model(nodes, [x], [y], [const("four", [4]), const("eight", [8]), const("thirty_two", [32])])
+
+
+def test_view_targets_computed_from_shapes_become_constants_with_minus_one_for_the_batch():
+    need("onnx", "onnxruntime")
+    import onnx
+    from onnx import helper
+
+    from converter.formats.tf.onnx_prep import fold_reshape_shapes
+
+    spec = [TensorSpec("x", ("batch", 4, 8), "float32")]
+    model = _view_model()
+    feeds = [{"x": np.random.default_rng(n).standard_normal((n, 4, 8)).astype(np.float32)} for n in (1, 5)]
+    before = [_run(model, f) for f in feeds]
+    assert fold_reshape_shapes(onnx, model, spec, {"x": ("batch", 4, 8)}) == 2
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["Reshape", "Relu", "Reshape"]  # the arithmetic is gone
+    targets = {i.name: onnx.numpy_helper.to_array(i).tolist() for i in model.graph.initializer}
+    assert sorted(targets.values()) == [[-1, 8], [-1, 32]]
+    inner = {v.name: [d.dim_value or None for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+    assert inner["h"] == [None, 8]  # inferred again: known where the target says so
+    for f, want in zip(feeds, before):
+        np.testing.assert_array_equal(_run(model, f)[0], want[0])
+    # nothing is folded with two dynamic dims, or where a shape may depend on input values
+    assert fold_reshape_shapes(onnx, _view_model(), spec, {"x": ("batch", "seq", 8)}) == 0
+    nonzero = _view_model([helper.make_node("NonZero", ["x"], ["nz"])])
+    assert fold_reshape_shapes(onnx, nonzero, spec, {"x": ("batch", 4, 8)}) == 0
+    # nor where an input is read only for its shape (it would be left unread)
+    from onnx import TensorProto
+
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 8])
+    by_shape = _model([helper.make_node("Shape", ["z"], ["s"]), helper.make_node("Reshape", ["x", "s"], ["y"])],
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]), z],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])])
+    two = [TensorSpec("x", ("batch", 8), "float32"), TensorSpec("z", ("batch", 8), "float32")]
+    assert fold_reshape_shapes(onnx, by_shape, two, {"x": ("batch", 8), "z": ("batch", 8)}) == 0
+    assert [n.input[1] for n in by_shape.graph.node if n.op_type == "Reshape"] == ["s"]
+    assert not by_shape.graph.initializer
+
+
 def test_inputs_are_renamed_and_a_passed_through_input_keeps_its_output_name():
     need("onnx", "onnxruntime")
     from onnx import TensorProto, helper

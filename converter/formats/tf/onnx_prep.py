@@ -15,6 +15,10 @@ from either torch.onnx exporter), off by ~1 max abs while its own per-op check s
   matches then, and the first wins. :func:`sample_data` writes seeded random inputs for it
   (``custom_input_op_name_np_data_path``).
 
+With a dynamic batch it also loses track of ``view``s whose target is computed from the input's
+shape (``Shape -> Mul/Concat -> Reshape``): :func:`fold_reshape_shapes` makes those targets
+constants, ``-1`` for the batch, so that every other dim is known again.
+
 Also: ops onnx2tf has no converter for are named at once (:func:`check_ops`); its calibration
 download is replaced by local data (:func:`offline`); inputs are renamed to plain identifiers
 (onnx2tf rewrites ``:`` and ``/`` in names, and its custom-data option looks inputs up by name);
@@ -117,6 +121,129 @@ def pin_axis0_transposes(onnx: Any, model: Any) -> int:
     return count
 
 
+#: ops whose output shape can depend on input values, whatever reads them
+_VALUE_SHAPED = {"NonZero", "Unique", "Compress", "NonMaxSuppression", "Loop", "Scan", "If", "StringSplit",
+                 "SplitToSequence", "SequenceAt", "ConcatFromSequence"}
+#: ops whose output shape is read from input tensors: those inputs, by position (Reduce*: axes, 1)
+_SHAPE_ARGS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2),
+               "Slice": (1, 2, 3, 4), "Pad": (1, 3), "Resize": (1, 2, 3), "Upsample": (1,), "TopK": (1,),
+               "OneHot": (1,), "Split": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "CenterCropPad": (1, 2),
+               "Col2Im": (1, 2), "MaxUnpool": (2,), "STFT": (1, 3), "DFT": (1, 2), "AffineGrid": (1,),
+               "HannWindow": (0,), "HammingWindow": (0,), "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1, 2)}
+_RANDOM = {"Bernoulli", "Multinomial"}  # and Random*
+
+
+def fold_reshape_shapes(onnx: Any, model: Any, specs: Sequence[TensorSpec],
+                        shapes: Mapping[str, tuple[Dim, ...]]) -> int:
+    """Where one dynamic dim is left (a dynamic batch, the other dims fixed), give every Reshape whose
+    target is computed from tensor shapes (``Shape -> Gather/Mul/Concat -> Reshape``: how both torch.onnx
+    exporters write ``view``) a constant target, ``-1`` where it follows the dynamic dim; then drop
+    the shape arithmetic nothing reads any more and infer the inner shapes again, in place. Returns
+    how many.
+
+    onnx2tf loses track there: ONNX shape inference cannot see through a computed target, so every
+    later tensor has unknown dims and onnx2tf's layout guesses go wrong (BERT's attention Softmax on
+    the wrong axis), and it converts ``Shape(start, end)`` of a 3-D+ tensor by turning ``end`` into a
+    channels-last axis (``x.shape[0:1]`` becomes ``x.shape[0:2]``). Each target is measured with
+    onnxruntime at three sizes of the dynamic dim (and again on other data); it is folded only when
+    every position but one stays the same (that one becomes ``-1``, which Reshape infers from the
+    element count). Nothing is folded where a shape could depend on input values, or where a
+    graph input would no longer be read."""
+    import numpy as np
+
+    names = {d for dims in shapes.values() for d in dims if not isinstance(d, int)}
+    graph = model.graph
+    consts = {i.name for i in graph.initializer}
+    targets = [n for n in graph.node if n.op_type == "Reshape" and n.domain in ("", "ai.onnx")
+               and len(n.input) > 1 and n.input[1] not in consts]
+    if len(names) != 1 or not targets:
+        return 0
+    shape_only = set(consts)  # tensors computed from constants and tensor shapes alone
+    for node in graph.node:
+        if node.op_type in _VALUE_SHAPED or node.domain not in ("", "ai.onnx"):
+            return 0
+        args = [node.input[i] for i in _SHAPE_ARGS.get(node.op_type, (1,) if node.op_type.startswith("Reduce") else ())
+                if i < len(node.input) and node.input[i]]
+        if any(a not in shape_only for a in args):
+            return 0  # a shape read from values: measuring at a few sizes would not tell
+        random = node.op_type.startswith("Random") or node.op_type in _RANDOM
+        if node.op_type in ("Shape", "Size", "Constant") or (
+                node.input and all(i in shape_only for i in node.input if i) and not random):
+            shape_only.update(node.output)
+    measured = _measure(onnx, model, specs, shapes, [n.output[0] for n in targets])
+    if measured is None:
+        return 0
+    inputs = {i.name for i in graph.input} - consts
+    was_read = inputs & {i for n in all_nodes(graph) for i in n.input}
+    taken = {n for node in graph.node for n in (*node.input, *node.output)} | consts
+    folded: list[tuple[Any, str]] = []
+    for node, (*dims, again) in zip(targets, measured):
+        if len({len(d) for d in dims}) != 1 or any(0 in d for d in dims) or again != dims[0]:
+            continue
+        varying = [i for i, col in enumerate(zip(*dims)) if len(set(col)) > 1]
+        if len(varying) > 1:
+            continue
+        name = _unique(taken, f"{node.name or node.output[0]}/ck_shape")
+        graph.initializer.append(onnx.numpy_helper.from_array(
+            np.array([-1 if i in varying else d for i, d in enumerate(dims[0])], np.int64), name))
+        folded.append((node, node.input[1]))
+        node.input[1] = name
+    live = _live_nodes(graph)
+    if folded and not was_read <= {i for m in live for n in _with_subgraphs(m) for i in n.input}:  # read for its shape
+        for node, old in folded:
+            node.input[1] = old
+        del graph.initializer[len(graph.initializer) - len(folded):]
+        return 0
+    if folded:
+        del graph.node[:]
+        graph.node.extend(live)
+        read = {i for n in all_nodes(graph) for i in n.input} | {i.name for i in graph.input}
+        inits = [i for i in graph.initializer if i.name in read]
+        del graph.initializer[:]
+        graph.initializer.extend(inits)
+        del graph.value_info[:]
+        with contextlib.suppress(Exception):  # onnx2tf infers what it can itself
+            graph.value_info.extend(onnx.shape_inference.infer_shapes(model).graph.value_info)
+    return len(folded)
+
+
+def _measure(onnx: Any, model: Any, specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[Dim, ...]],
+             tensors: Sequence[str]) -> list[list[tuple[int, ...]]] | None:
+    """Each of ``tensors``' shapes in onnxruntime: at sizes 2, 3 and 1 of the dynamic dim, then at 2
+    on other data. None if onnxruntime cannot run the model."""
+    from ...parity.inputs import make_feeds
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outs = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors if t not in outs)
+    specs = [TensorSpec(s.name, tuple(shapes.get(s.name, s.shape or ())), s.dtype, int_range=s.int_range)
+             for s in specs]
+    feeds = make_feeds(specs, samples=3, seed=3) + make_feeds(specs, samples=1, seed=4)
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
+        runs = [session.run(list(tensors), {k: v for k, v in f.items() if k in wanted}) for f in feeds]
+    except Exception:  # too big to serialize, an op onnxruntime lacks, ...: nothing is folded
+        return None
+    return [[tuple(int(d) for d in run[i].shape) for run in runs] for i in range(len(tensors))]
+
+
+def _live_nodes(graph: Any) -> list[Any]:
+    """The nodes of ``graph`` that the outputs need (each read by the graph's outputs, or by a live node)."""
+    read = {o.name for o in graph.output}
+    live = []
+    for node in reversed(graph.node):  # topological order: readers come after what they read
+        if any(o in read for o in node.output):
+            live.append(node)
+            read.update(i for n in _with_subgraphs(node) for i in n.input)
+    return live[::-1]
+
+
 def rename_inputs(model: Any) -> list[str]:
     """Give the graph inputs plain names (``ck_input_0`` ...), in place; returns the new names in order."""
     inits = {i.name for i in model.graph.initializer}
@@ -213,12 +340,15 @@ def _identity(src: str, dst: str) -> Any:
 
 def all_nodes(graph: Any) -> list[Any]:
     """Nodes of the graph and of its subgraphs (If/Loop bodies read outer names too)."""
-    out = []
-    for node in graph.node:
-        out.append(node)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                out.extend(all_nodes(sub))
+    return [n for node in graph.node for n in _with_subgraphs(node)]
+
+
+def _with_subgraphs(node: Any) -> list[Any]:
+    """``node`` and the nodes of its subgraphs."""
+    out = [node]
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            out.extend(all_nodes(sub))
     return out
 
 
