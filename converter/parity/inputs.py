@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..core import Dim, TensorSpec
 from ..errors import InputError, UsageError
@@ -90,6 +91,8 @@ def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) 
             shape = concrete_shape(s, sizes)
             if s.dtype == "bool":
                 feeds[s.name] = rng.integers(0, 2, size=shape).astype(bool)
+            elif _is_int(s.dtype) and is_padding_mask(s):
+                feeds[s.name] = _padding_mask(rng, shape).astype(s.dtype)
             elif _is_int(s.dtype):
                 lo, hi = s.int_range or DEFAULT_INT_RANGE
                 feeds[s.name] = rng.integers(lo, hi, size=shape).astype(s.dtype)
@@ -97,6 +100,27 @@ def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) 
                 feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
         out.append(feeds)
     return out
+
+
+def is_padding_mask(spec: TensorSpec) -> bool:
+    """An integer input named ``attention_mask`` (the transformers convention) sampled in 0..2."""
+    return spec.name.split("/")[-1].endswith("attention_mask") and tuple(spec.int_range or ()) == (0, 2)
+
+
+def _padding_mask(rng: Any, shape: tuple[int, ...]) -> Any:
+    """Rows of ones then zeros along the last axis, each with at least one token, the first row
+    padded whenever it can be: what tokenizers produce. Random 0/1 would mask whole rows, which no
+    real batch has and whose softmax over nothing is undefined (NaN in fp16); all ones would hide a
+    mask applied along the wrong axis."""
+    import numpy as np
+
+    if not shape or shape[-1] == 0:
+        return np.ones(shape, dtype=np.int64)
+    n = shape[-1]
+    lengths = rng.integers(1, n + 1, size=shape[:-1])
+    if lengths.size and n > 1:
+        lengths.flat[0] = rng.integers(1, n)  # padding in every sample
+    return (np.arange(n) < lengths[..., None]).astype(np.int64)
 
 
 def load_feeds(path: str | Path) -> dict:

@@ -64,6 +64,10 @@ MODES = ("dynamic", "static")
 METHODS = ("minmax", "entropy", "percentile")
 #: op types whose nodes the remedies may keep in float32, per mode
 DYNAMIC_OPS = ("MatMul", "Gemm", "Conv", "Gather", "Attention", "LSTM")
+#: static quantization leaves in float32 the nodes whose inputs or outputs reach this magnitude on the
+#: calibration data: sentinels such as an additive attention mask (finfo.min, -3.4e38) or -inf. One
+#: int8 scale cannot hold them beside ordinary activations: every other value rounds to zero.
+SENTINEL_ABS = 1e6
 STATIC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Gather", "Add", "Mul", "Concat", "Softmax",
               "LayerNormalization", "InstanceNormalization", "BatchNormalization", "Resize", "AveragePool",
               "GlobalAveragePool", "Where", "Split")
@@ -133,9 +137,11 @@ class Quantize(Pass):
         candidates = [n.name for n in model.graph.node if n.op_type in ops and _quantizable(n, model, self.mode)]
         budget = min(self.max_excluded, len(candidates) // 2)
 
+        pre: dict[str, str] = _sentinel_nodes(model, calib, candidates) if self.mode == "static" else {}
         attempts: list[dict[str, Any]] = []
         best: tuple[float, Path, Variant, dict[str, Any]] | None = None
-        variants = [Variant(self.per_channel)] + ([Variant(True)] if not self.per_channel else [])
+        variants = [Variant(pc, tuple(pre), tuple(pre.values()))
+                    for pc in ([self.per_channel] + ([True] if not self.per_channel else []))]
         k, ranking, chosen = 0, None, None
         loaded: dict[bool, bool] = {}  # per_channel -> did that variant load
         while variants:
@@ -161,8 +167,9 @@ class Quantize(Pass):
                 if len(ranking) >= k:
                     top = ranking[:k]
                     per_channel = loaded.get(True, not loaded.get(False, False))  # remedies add up
-                    variants.append(Variant(per_channel, tuple(n for n, _ in top),
-                                            tuple(f"adds {e:.3g} relative error at its output" for _, e in top)))
+                    variants.append(Variant(per_channel, (*pre, *(n for n, _ in top)),
+                                            (*pre.values(), *(f"adds {e:.3g} relative error at its output"
+                                                              for _, e in top))))
         if best is None:
             raise StageError(self.name, "no quantized variant loads in onnxruntime: " + "; ".join(
                 a["result"] for a in attempts)[:500], hint="try mode=dynamic, or skip -p quantize for this model")
@@ -192,6 +199,26 @@ class Quantize(Pass):
             return []
         meta["most_sensitive"] = [{"node": n, "error_added": round(e, 4)} for n, e in ranking[:5]]
         return [(n, e) for n, e in ranking if e > 0]
+
+
+def _sentinel_nodes(model: Any, calib: list[dict[str, Any]], candidates: list[str]) -> dict[str, str]:
+    """{node: why} for the candidates that read or write values of SENTINEL_ABS or more on ``calib``."""
+    try:
+        peak = g.activation_absmax(model, calib)
+    except Exception:  # the analysis is a help; without it the remedies below still run
+        return {}
+    wanted = set(candidates)
+    why: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        for name in (*node.output, *node.input):
+            if peak.get(name, 0.0) >= SENTINEL_ABS:
+                side = "output" if name in node.output else "input"
+                why[node.name] = (f"{side} {name} reaches |x| = {peak[name]:.3g} (a sentinel such as an attention "
+                                  f"mask): one int8 scale cannot hold it beside ordinary values")
+                break
+    return why
 
 
 def _op(model: Any, name: str) -> str:

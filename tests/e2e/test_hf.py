@@ -50,7 +50,7 @@ def test_export_to_onnx_passes_parity_with_the_models_own_inputs(bert_onnx):
     assert list(inputs) == INPUTS
     assert all(s["shape"] == ["batch", "sequence"] and s["dtype"] == "int64" for s in inputs.values())
     assert inputs["input_ids"]["int_range"] == [0, VOCAB]  # token ids stay inside the vocabulary
-    assert inputs["attention_mask"]["int_range"] == [1, 2]  # an all-ones mask
+    assert inputs["attention_mask"]["int_range"] == [0, 2]  # padding too: an all-ones mask hides mask bugs
     assert inputs["token_type_ids"]["int_range"] == [0, 2]
     (stage,) = report["stages"]
     assert stage["stage"] == "hf->onnx" and stage["notes"]["exporter"] == "optimum"
@@ -170,7 +170,7 @@ def test_static_sizes_given_with_input_are_static_in_the_onnx_model(bert_dir, tm
 
     import converter
 
-    specs = [f"{n}:1,8:int64:{r}" for n, r in zip(INPUTS, ("0..100", "1..2", "0..2"))]
+    specs = [f"{n}:1,8:int64:{r}" for n, r in zip(INPUTS, ("0..100", "0..2", "0..2"))]
     report = converter.export(str(bert_dir), to="onnx", out_dir=tmp_path / "o", inputs=specs)
     assert report.verdict == "PASSED", report.parity.summary()
     model = onnx.load(str(tmp_path / "o" / "model.onnx"))
@@ -218,7 +218,7 @@ def test_export_to_tfjs_passes_parity_in_the_tfjs_runtime(bert_dir, tmp_path):
     onnx2tf cannot convert BERT with dynamic batch/sequence, so the sizes are fixed with --input (the
     ONNX model then declares them static too) and the token ids stay inside the vocabulary."""
     need("torch", "transformers", "optimum", "onnxruntime", "tensorflow", "tensorflowjs", "onnx2tf")
-    static = ["-i", "input_ids:1,8:int64:0..100", "-i", "attention_mask:1,8:int64:1..2",
+    static = ["-i", "input_ids:1,8:int64:0..100", "-i", "attention_mask:1,8:int64:0..2",
               "-i", "token_type_ids:1,8:int64:0..2"]
     r = convertkit("export", bert_dir, "--to", "tfjs", *static, "-o", tmp_path / "web")
     assert r.returncode == 0, r.stderr

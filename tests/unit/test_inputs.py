@@ -45,3 +45,18 @@ def test_load_and_check_feeds(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="not a readable .npz"):
         load_feeds(tmp_path / "bad.npz")
+
+
+def test_attention_masks_are_sampled_as_padding():
+    """An int attention_mask in 0..2 gets what tokenizers produce: ones then zeros, at least one token
+    per row, some padding in every sample. Not all ones (a mask applied along the wrong axis would
+    pass), not random 0/1 (fully masked rows, undefined in fp16)."""
+    specs = [parse_input_spec("input_ids:batch,seq:int64:0..100"), parse_input_spec("attention_mask:batch,seq:int64:0..2")]
+    for feed in make_feeds(specs, samples=3, seed=0):
+        mask = feed["attention_mask"]
+        assert mask.dtype == np.int64 and mask.shape == feed["input_ids"].shape
+        lengths = mask.sum(axis=-1)
+        assert (lengths >= 1).all() and (mask == (np.arange(mask.shape[-1]) < lengths[:, None])).all()
+        assert lengths[0] < mask.shape[-1]  # padded
+    other = make_feeds([parse_input_spec("mask:2,6:int64:0..2")], samples=1, seed=0)[0]["mask"]
+    assert set(np.unique(other)) <= {0, 1}  # other names keep plain uniform sampling

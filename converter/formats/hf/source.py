@@ -237,9 +237,11 @@ def call_options(model: Any) -> dict[str, Any]:
 
 
 def int_ranges(config: Any) -> dict[str, tuple[int, int]]:
-    """Sample-data ranges that a real model accepts: ids inside the vocabulary, an all-ones mask."""
+    """Sample-data ranges that a real model accepts: ids inside the vocabulary, a 0/1 mask. The mask
+    must have zeros: an all-ones mask adds nothing to the attention scores, so a conversion that
+    applies it along the wrong axis (onnx2tf did, on BERT) would pass every check."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    out: dict[str, tuple[int, int]] = {"attention_mask": (1, 2)}
+    out: dict[str, tuple[int, int]] = {"attention_mask": (0, 2)}
     vocab = getattr(text, "vocab_size", None)
     if vocab:
         out["input_ids"] = (0, int(vocab))
