@@ -228,27 +228,28 @@ def inspect(model: str, weights: str | None, trust_code: bool, signature: str | 
         click.echo(json.dumps(info, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape  # paths and names may hold brackets rich reads as markup
     from rich.table import Table
 
     console = Console()
     for key in ("format", "path", "bytes", "parameters", "kind", "task", "architecture", "library", "signature",
                 "signatures", "opset", "producer", "nodes"):
         if info.get(key) is not None:
-            console.print(f"[bold]{key}[/]: {info[key]}")
+            console.print(f"[bold]{key}[/]: {escape(str(info[key]))}")
     for kind in ("inputs", "outputs"):
         if info.get(kind):
             t = Table(title=kind, title_justify="left", show_edge=False)
             for col in ("name", "shape", "dtype"):
                 t.add_column(col)
             for s in info[kind]:
-                t.add_row(s["name"], str(s["shape"]), s["dtype"])
+                t.add_row(escape(s["name"]), escape(str(s["shape"])), escape(str(s["dtype"])))
             console.print(t)
     if info.get("ops"):
         t = Table(title="ops", title_justify="left", show_edge=False)
         t.add_column("op")
         t.add_column("count", justify="right")
         for op, n in sorted(info["ops"].items(), key=lambda kv: (-kv[1], kv[0])):
-            t.add_row(op, str(n))
+            t.add_row(escape(op), str(n))
         console.print(t)
 
 

@@ -63,10 +63,11 @@ class RunReport:
 
 def render(report: RunReport, console: Any = None) -> None:
     """A readable summary on the terminal (stderr by default, so stdout stays clean for pipes)."""
-    from rich.console import Console
-    from rich.table import Table
-
     import sys
+
+    from rich.console import Console
+    from rich.markup import escape  # notes, names and messages carry brackets ("x[batch,4,32]") rich would eat
+    from rich.table import Table
 
     # rich assumes 80 columns when stderr is not a terminal (CI logs): too narrow for the table
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -77,12 +78,12 @@ def render(report: RunReport, console: Any = None) -> None:
         for s in report.stages:
             notes = ", ".join(f"{k}={_note(v)}" for k, v in s.notes.items() if k != "fallback_reason" and _note(v))
             latency = "-" if s.latency_ms_out is None else f"{_f(s.latency_ms_in)} -> {_f(s.latency_ms_out)}"
-            st.add_row(s.stage, f"{s.seconds:.2f}", _n(s.bytes_in), _n(s.bytes_out), _n(s.gzip_bytes_out), latency,
-                       _ops(s), notes)
+            st.add_row(escape(s.stage), f"{s.seconds:.2f}", _n(s.bytes_in), _n(s.bytes_out), _n(s.gzip_bytes_out),
+                       latency, escape(_ops(s)), escape(notes))
         console.print(st)
         for s in report.stages:
             if s.parity is not None and not s.parity.get("passed"):
-                console.print(f"[yellow]after {s.stage}[/]: parity against the source already fails here")
+                console.print(f"[yellow]after {escape(s.stage)}[/]: parity against the source already fails here")
     if report.parity is not None:
         pt = Table(title=f"parity ({report.parity.samples} samples; atol {report.parity.tolerance.atol:g}, "
                          f"rtol {report.parity.tolerance.rtol:g})", title_justify="left", show_edge=False)
@@ -90,17 +91,17 @@ def render(report: RunReport, console: Any = None) -> None:
             pt.add_column(col)
         for o in report.parity.outputs:
             style = "green" if o.passed else "bold red"
-            pt.add_row(o.name, f"[{style}]{o.status}[/]", _f(o.max_abs), _f(o.max_rel), _f(o.mean_abs),
+            pt.add_row(escape(o.name), f"[{style}]{o.status}[/]", _f(o.max_abs), _f(o.max_rel), _f(o.mean_abs),
                        _f(o.p99_abs), _f(o.cosine, ".6f"), _f(o.top1, ".3f"), _f(o.atol_needed))
         console.print(pt)
         for o in report.parity.failures():
-            console.print(f"[bold red]{o.name}[/]: {o.message}")
+            console.print(f"[bold red]{escape(o.name)}[/]: {escape(str(o.message))}")
         for n in report.parity.notes:
-            console.print(f"note: {n}")
+            console.print(f"note: {escape(n)}")
     for n in report.notes:
-        console.print(f"note: {n}")
+        console.print(f"note: {escape(n)}")
     color = {PASSED: "green", FAILED: "bold red", UNCHECKED: "yellow"}[report.verdict]
-    where = f" -> {report.artifact}" if report.artifact else ""
+    where = f" -> {escape(report.artifact)}" if report.artifact else ""
     console.print(f"[{color}]{report.verdict}[/]{where}")
 
 

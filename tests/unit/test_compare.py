@@ -63,3 +63,19 @@ def test_a_dtype_change_passes_only_when_the_tolerance_declares_it():
     fp16_io = Tolerance(atol=1e-2, rtol=1e-2, dtype_changes=(("float32", "float16"),))
     assert compare(_outs(x), _outs(x.astype(np.float16)), fp16_io)
     assert TOL.loosened_by(fp16_io).dtype_changes == (("float32", "float16"),)
+
+
+def test_rendered_report_keeps_bracketed_text():
+    """Notes such as "fixed shapes x[batch,4,32]" reach the terminal whole (rich would read the
+    brackets as markup and drop them)."""
+    import io
+
+    from rich.console import Console
+
+    from converter.report import RunReport, render
+
+    report = RunReport("export", {"location": "m"}, "tfjs", notes=["the model takes fixed shapes x[batch,4,32]"],
+                       artifact="out/[run]/model")
+    out = io.StringIO()
+    render(report, Console(file=out, width=200))
+    assert "x[batch,4,32]" in out.getvalue() and "out/[run]/model" in out.getvalue()
