@@ -82,11 +82,19 @@ def fit_fixed_shape(reference: Artifact, candidate: Artifact, feeds: Sequence[Ma
         new_refs = run(reference, [out_feeds[i] for i in replaced])
         for i, r in zip(replaced, new_refs):
             out_refs.insert(i, r)
-    shapes = ", ".join(f"{k}[{','.join(str(d) for d in dims)}]" for k, dims in fixed.items())
-    note = f"the model takes fixed shapes {shapes}"
+    note = f"the model takes fixed shapes {shapes_text(fixed)}"
     if replaced:
         note += f"; sample(s) {', '.join(map(str, replaced))} of other sizes were replaced by seeded samples of that shape"
     return out_feeds, out_refs, note
+
+
+def shapes_text(fixed: Mapping[str, Sequence[Any]]) -> str:
+    """``x[batch,4,32] (batch stays dynamic)``: fixed shapes as a user writes them in --input."""
+    text = ", ".join(f"{k}[{','.join(str(d) for d in dims)}]" for k, dims in fixed.items())
+    dynamic = sorted({str(d) for dims in fixed.values() for d in dims if isinstance(d, str)})
+    if dynamic:
+        text += f" ({', '.join(dynamic)} {'stays' if len(dynamic) == 1 else 'stay'} dynamic)"
+    return text
 
 
 def validate(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[str, Any]], tol: Tolerance, *,

@@ -233,6 +233,7 @@ def freeze(tf: Any, keras_model: Any, inputs: Sequence[TensorSpec], outputs: Seq
     them channels-last."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from ...parity.validate import shapes_text
     from ..tfjs.graph import safe_name
 
     k_inputs, k_outputs = list(keras_model.inputs), list(keras_model.outputs)
@@ -291,8 +292,7 @@ def freeze(tf: Any, keras_model: Any, inputs: Sequence[TensorSpec], outputs: Seq
         notes["fixed_shape"] = {names[n]: list(variant.shapes[n]) for n in variant.fixed}
         notes["shape_note"] = ("onnx2tf does not convert this model correctly with its dynamic dims (see "
                                "onnx2tf_attempts): the TensorFlow and TF.js models take fixed shapes "
-                               + ", ".join(f"{n}{list(variant.shapes[n])}" for n in variant.fixed)
-                               + " (choose the sizes with --input NAME:DIMS)")
+                               + shapes_text(notes["fixed_shape"]) + "; choose the sizes with --input NAME:DIMS")
     return _Result(graph_def, tuple(specs), out_specs, notes, frozen, perms)
 
 
