@@ -19,6 +19,7 @@ def self_check(src: Artifact, attempt: Any, variant: Any, adjust: Any = None) ->
     from ...parity.compare import compare
     from ...parity.inputs import make_feeds
     from .. import onnx as onnx_pkg
+    from .from_onnx import _first_line  # TensorFlow's errors: the useful line and the TF node
 
     specs = [TensorSpec(s.name, variant.shapes[s.name], s.dtype, int_range=s.int_range) for s in src.inputs]
     feeds = make_feeds(specs, samples=3, seed=7)[::2]  # dynamic dims at two sizes, the smaller ones
@@ -35,7 +36,7 @@ def self_check(src: Artifact, attempt: Any, variant: Any, adjust: Any = None) ->
         try:
             outs = attempt.fn(*args)
         except Exception as exc:
-            return FailedCheck(f"TensorFlow could not run it at {[list(a.shape) for a in args]}: {first_line(exc)}")
+            return FailedCheck(f"TensorFlow could not run it at {[list(a.shape) for a in args]}: {_first_line(exc)}")
         got = {o.name: np.asarray(v) for o, v in zip(src.outputs, outs)}
         gots.append({k: adjust(v, refs[len(gots)].get(k)) for k, v in got.items()} if adjust else got)
     return compare(refs, gots, FP32)
@@ -60,8 +61,3 @@ def worst(check: Any) -> float:
     if not outs or any(o.max_abs is None for o in outs):
         return float("inf")
     return max(o.max_abs for o in outs)
-
-
-def first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:300]}"
