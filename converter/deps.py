@@ -34,6 +34,16 @@ _EXTRAS: dict[str, str] = {
 #: imports that start TensorFlow, which logs from C++ to stderr while it loads
 _NOISY = ("tensorflow", "tensorflowjs", "tf2onnx", "onnx2tf", "tf_keras", "keras")
 
+#: Imported by TensorFlow or tensorflowjs for features convertkit never uses, and slow: TensorFlow's
+#: TFLite helpers try-import jax (installed because tensorflowjs declares it), and tensorflowjs's
+#: package ``__init__`` imports every converter it has (jax2tf, Keras, ...) where convertkit imports
+#: the two it uses as submodules. Skipping them takes a TensorFlow process (TensorFlow, onnx2tf,
+#: tensorflowjs's graph converter) from about 3.5 s and 716 MiB to 2.6 s and 605 MiB here. Nothing is
+#: removed: jax imports as usual once TensorFlow is loaded (TFLite's jax path stays off in this
+#: process), and asking for one of these packages itself runs its ``__init__`` then.
+_SKIPPED_WHILE_TF_LOADS = ("jax",)
+_BARE_PACKAGES = ("tensorflowjs", "tensorflowjs.converters")
+
 
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming what to install."""
@@ -49,11 +59,20 @@ def require(module: str) -> ModuleType:
     if module.split(".")[0] in ("transformers", "optimum"):
         os.environ.setdefault("USE_TF", "0")
     try:
+        if module.split(".")[0] == "tensorflowjs":
+            _bare_packages(complete=module in _BARE_PACKAGES)
         if module.split(".")[0] in _NOISY and "tensorflow" not in sys.modules:
             from .quiet import quiet
 
-            with quiet():  # TF's C++ runtime prints CUDA/XLA registration errors on stderr at import
-                return importlib.import_module(module)
+            blocked = [m for m in _SKIPPED_WHILE_TF_LOADS if m not in sys.modules]
+            try:
+                sys.modules.update(dict.fromkeys(blocked))  # None: `import jax` raises ImportError
+                with quiet():  # TF's C++ runtime prints CUDA/XLA registration errors on stderr at import
+                    return importlib.import_module(module)
+            finally:
+                for m in blocked:
+                    if m in sys.modules and sys.modules[m] is None:
+                        del sys.modules[m]
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
@@ -62,6 +81,32 @@ def require(module: str) -> ModuleType:
             f"{top} is not installed or fails to import ({exc})",
             hint=f"run `make install`, or `pip install 'convertkit[{extra}]'`",
         ) from exc
+
+
+def _bare_packages(complete: bool) -> None:
+    """Put the packages of ``_BARE_PACKAGES`` in ``sys.modules`` without running their ``__init__``
+    (their submodules import as usual), unless imported already; ``complete`` runs the ``__init__``
+    of those left bare (a caller that wants the package's own names)."""
+    import importlib.util
+
+    for name in _BARE_PACKAGES:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return  # not installed: the import that follows raises, and says what to install
+        mod = importlib.util.module_from_spec(spec)
+        mod.__convertkit_bare__ = True  # type: ignore[attr-defined]
+        sys.modules[name] = mod
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, mod)
+    if complete:
+        for name in reversed(_BARE_PACKAGES):  # the converters package before the one that imports it
+            mod = sys.modules[name]
+            if getattr(mod, "__convertkit_bare__", False):
+                del mod.__convertkit_bare__  # type: ignore[attr-defined]
+                mod.__spec__.loader.exec_module(mod)  # type: ignore[union-attr]
 
 
 def version(dist: str) -> str | None:

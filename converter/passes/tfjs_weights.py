@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..core import Artifact, Format, Pass, Tolerance
-from ..deps import require
+from ..deps import require, version
 from ..errors import ConvertkitError, UsageError
 from ..formats import tfjs as tfjs_fmt
 from ..parity.validate import FEED_META
@@ -184,7 +184,6 @@ class WeightsPass(Pass):
         return ("float32",)
 
     def run(self, src: Artifact, out_dir: Path, check: Any = None) -> Artifact:
-        tf = require("tensorflowjs")
         w = Weights(tfjs_fmt.model_dir(src.path))
         base, kept_first = self._base(w)
         target = self.target
@@ -227,7 +226,7 @@ class WeightsPass(Pass):
                         for p in g["paths"])
         meta: dict[str, Any] = {
             **{k: src.meta[k] for k in ("kind", *FEED_META) if k in src.meta},
-            "tool": f"tensorflowjs {tf.__version__} (quantization, write_weights)",
+            "tool": f"tensorflowjs {version('tensorflowjs')} (quantization, write_weights)",
             "scheme": (f"{target}, affine per tensor (min, scale); TF.js dequantizes on load"
                        if target != "float16" else "float16; TF.js converts to float32 on load"),
             "measured_against": judge.against, "weights_by_dtype": counts,

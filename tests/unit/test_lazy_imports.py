@@ -43,3 +43,23 @@ def test_missing_framework_is_a_clear_error():
     assert r.returncode == 2, r.stderr
     assert "torch is not installed" in r.stderr and "make install" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_tensorflow_loads_without_jax_and_tensorflowjs_package_inits():
+    """jax (TFLite's optional helper) and tensorflowjs's package __init__ (every converter it has)
+    are skipped while TensorFlow and the graph converter load; both work when asked for."""
+    from tests.conftest import need
+
+    need("tensorflow", "tensorflowjs.converters.tf_saved_model_conversion_v2")
+    code = """
+import sys
+from converter.deps import require
+require("tensorflowjs.converters.tf_saved_model_conversion_v2")
+print("tensorflow" in sys.modules, "jax" in sys.modules, hasattr(sys.modules["tensorflowjs"], "__version__"))
+import jax
+tfjs = require("tensorflowjs")
+print(bool(jax.numpy), tfjs.__version__ == tfjs.version.version, callable(tfjs.converters.convert))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["True", "False", "False", "True", "True", "True"]
