@@ -117,8 +117,8 @@ def _finish(report: Any, as_json: bool) -> None:
               "for a frozen TF graph, the output tensors (e.g. probs:0).")
 @click.option("--opset", type=int, help="ONNX opset (default 18).")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
-              help="torch.onnx exporter; auto tries dynamo, then TorchScript (for a Hugging Face model: "
-                   "optimum first).")
+              help="torch.onnx exporter; auto tries dynamo, then TorchScript (TorchScript first when the "
+                   "route goes on to tf/tfjs; for a Hugging Face model: optimum first).")
 @click.option("--tfjs-format", type=click.Choice(["graph", "layers"]), help="TF.js model format "
               "[default: graph; layers is for Keras sources: trainable in the browser].")
 @click.option("--tfjs-layout", type=click.Choice(["nchw", "nhwc"]), help="Layout of 4-D inputs of a TF.js (or TF) "

@@ -68,6 +68,8 @@ def plan(src: Format, dst: Format, options: Mapping[str, Any] | None = None,
     for n, cls in enumerate(exports, start=1):
         fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
         kwargs = {k: v for k, v in options.items() if k in fields}
+        if "intermediate" in fields:  # a stage may export differently when its result is not the target
+            kwargs["intermediate"] = n < len(exports)
         try:
             stages.append(cls(**kwargs))
         except TypeError as exc:

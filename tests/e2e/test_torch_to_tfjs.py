@@ -68,6 +68,10 @@ def test_every_torch_fixture_runs_in_tfjs_with_parity(tmp_path, name):
 
     assert report.verdict == "PASSED", report.parity.summary()
     assert [s.stage for s in report.stages] == ROUTE
+    # the ONNX model is an intermediate: TorchScript first (fast); dynamo where TorchScript fixes a dynamic dim
+    assert report.stages[0].config["intermediate"] and report.stages[0].notes["exporter"] in ("torchscript", "dynamo")
+    if report.stages[0].notes["exporter"] == "dynamo":
+        assert "made dynamic dim(s) static" in report.stages[0].notes["fallback_reason"]
     assert all(o.max_abs < 1e-4 and o.cosine > 0.99999 for o in report.parity.outputs)
     assert len(report.parity.outputs) == fx.outputs and report.parity.samples == 3
     # TF.js addresses inputs and outputs by the source's names, in the source's order

@@ -1,5 +1,10 @@
 """PyTorch -> ONNX through ``torch.onnx.export``: the dynamo exporter first, the TorchScript
-exporter as a fallback when it fails; the report says which one produced the model and why."""
+exporter as a fallback when it fails; the report says which one produced the model and why.
+
+When the ONNX model is only an intermediate (the route goes on to TensorFlow / TF.js through
+onnx2tf), TorchScript goes first and dynamo is the fallback: it exports a small model in ~0.1 s
+where dynamo takes ~3 s (torch.export tracing, onnxscript's registry), its graphs are what onnx2tf
+is written against, and the model that ships is validated against torch either way."""
 
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ class TorchToOnnx(Export):
     produces: ClassVar[Format] = FORMAT
 
     opset: int = 18
-    exporter: str = "auto"  # auto: dynamo, then torchscript if dynamo fails
+    exporter: str = "auto"  # auto: dynamo, then torchscript if dynamo fails (the other way round if intermediate)
+    intermediate: bool = False  # set by the planner: the route goes on past ONNX
 
     def run(self, src: Artifact, out_dir: Path) -> Artifact:
         torch = require("torch")
@@ -50,7 +56,8 @@ class TorchToOnnx(Export):
         notes: dict[str, Any] = {}
         errors: list[str] = []
         unsupported: set[str] = set()
-        order = ("dynamo", "torchscript") if self.exporter == "auto" else (self.exporter,)
+        order = (self.exporter,) if self.exporter != "auto" else \
+            ("torchscript", "dynamo") if self.intermediate else ("dynamo", "torchscript")
         for which in order:
             try:
                 with quiet("torch.onnx", "torch.export", "torch._dynamo"):
