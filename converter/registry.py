@@ -15,15 +15,20 @@ from .core import Artifact, Format, Runner, Stage
 from .errors import InputError, UsageError
 
 
-def lazy(package: str, module: str, name: str) -> Callable[..., Any]:
-    """A format package's hook that lives in one of its modules: ``probe = lazy(__name__, ".source",
-    "probe")`` imports ``.source`` on the first call, so discovering formats imports no framework."""
-    def hook(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module, package), name)(*args, **kwargs)
+def lazy(package: str, module: str, *names: str) -> Any:
+    """Format package hooks that live in one of its modules: ``probe, open_source = lazy(__name__,
+    ".source", "probe", "open_source")`` imports ``.source`` on a hook's first call, so discovering
+    formats imports no framework. One name gives one hook; several give a tuple, in order."""
+    def one(name: str) -> Callable[..., Any]:
+        def hook(*args: Any, **kwargs: Any) -> Any:
+            return getattr(importlib.import_module(module, package), name)(*args, **kwargs)
 
-    hook.__name__ = hook.__qualname__ = name
-    hook.__doc__ = f"{name} from {package}{module} (imported when first called)"
-    return hook
+        hook.__name__ = hook.__qualname__ = name
+        hook.__doc__ = f"{name} from {package}{module} (imported when first called)"
+        return hook
+
+    hooks = tuple(one(n) for n in names)
+    return hooks[0] if len(hooks) == 1 else hooks
 
 
 @cache

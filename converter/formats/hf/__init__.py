@@ -12,10 +12,7 @@ FORMAT = Format("hf", "Hugging Face transformers model directory")
 SOURCE_FORMAT = True  # usable as a source, not as a target
 TARGET = False
 
-probe = lazy(__name__, ".source", "probe")
-open_source = lazy(__name__, ".source", "open_source")
-describe = lazy(__name__, ".source", "describe")
-op_counts = lazy(__name__, ".source", "op_counts")
+probe, open_source, describe, op_counts = lazy(__name__, ".source", "probe", "open_source", "describe", "op_counts")
 
 
 def make_runner(artifact: Artifact, **options: Any) -> Runner:

@@ -12,9 +12,7 @@ from ...registry import lazy
 
 FORMAT = Format("keras", "Keras model (.keras archive, legacy .h5, tf_keras SavedModel), run in Keras")
 
-probe = lazy(__name__, ".source", "probe")
-open_source = lazy(__name__, ".source", "open_source")
-describe = lazy(__name__, ".source", "describe")
+probe, open_source, describe = lazy(__name__, ".source", "probe", "open_source", "describe")
 
 
 def make_runner(artifact: Artifact, **options: Any) -> Runner:

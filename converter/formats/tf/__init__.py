@@ -11,9 +11,7 @@ from ...registry import lazy
 FORMAT = Format("tf", "TensorFlow SavedModel directory (a signature) or frozen GraphDef .pb, run in TensorFlow")
 DEFAULT_SIGNATURE = "serving_default"
 
-probe = lazy(__name__, ".source", "probe")
-open_source = lazy(__name__, ".source", "open_source")
-describe = lazy(__name__, ".source", "describe")
+probe, open_source, describe = lazy(__name__, ".source", "probe", "open_source", "describe")
 #: the pipeline's localisation hook: the first ONNX node onnx2tf gets wrong (localise.py)
 first_diverging_node = lazy(__name__, ".localise", "first_diverging_node")
 
