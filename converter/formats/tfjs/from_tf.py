@@ -45,26 +45,29 @@ class TfToTfjs(Export):
 
 def finish(out_dir: Path, notes: dict[str, Any], input_names: Sequence[str], output_names: Sequence[str]) -> Artifact:
     """The written model as an artifact. Names the source's runner uses that TF.js does not keep
-    are recorded in its meta (``renamed``), with any dtype TF.js narrows (``dtype_changes``)."""
-    from .runner import read_specs
+    are recorded in its meta (``renamed``), with any dtype TF.js narrows (``dtype_changes``).
+    model.json is read once here (and written again only to record the feed metadata)."""
+    from .runner import specs_of
 
-    record_feed_meta(out_dir, notes)
-    inputs, outputs = read_specs(out_dir)
+    model_json = read_model_json(out_dir)
+    record_feed_meta(out_dir, notes, model_json)
+    inputs, outputs = specs_of(model_json, out_dir / FILENAME)
     renamed = {**_renamed(input_names, inputs), **_renamed(output_names, outputs)}
     if renamed:
         notes["renamed"] = renamed
-    return Artifact(FORMAT, out_dir, inputs, outputs, meta={"kind": kind_of(read_model_json(out_dir)), **notes})
+    return Artifact(FORMAT, out_dir, inputs, outputs, meta={"kind": kind_of(model_json), **notes})
 
 
-def record_feed_meta(out_dir: Path, notes: dict[str, Any]) -> None:
+def record_feed_meta(out_dir: Path, notes: dict[str, Any], model_json: dict[str, Any] | None = None) -> None:
     """Write how the model takes the source's feeds (``input_layout``: e.g. NHWC where the source
     is NCHW; ``fixed_shape``) into model.json's ``userDefinedMetadata.convertkit`` (TF.js keeps it
-    as ``model.metadata``), so that ``convertkit validate SOURCE tfjs_dir/`` feeds it rightly later."""
+    as ``model.metadata``), so that ``convertkit validate SOURCE tfjs_dir/`` feeds it rightly later.
+    ``model_json``: the file's content when the caller has read it already (updated in place)."""
     feed_meta = {k: notes[k] for k in FEED_META if k in notes}
     if not feed_meta:
         return
     path = out_dir / FILENAME
-    model_json = json.loads(path.read_text())
+    model_json = json.loads(path.read_text()) if model_json is None else model_json
     model_json.setdefault("userDefinedMetadata", {})["convertkit"] = feed_meta
     path.write_text(json.dumps(model_json))
 

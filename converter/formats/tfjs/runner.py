@@ -358,9 +358,17 @@ def read_specs(model_dir: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpe
     path = path if path.name.endswith(".json") else path / "model.json"
     try:
         model_json = json.loads(path.read_text())
-        topology = model_json["modelTopology"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         raise InputError(f"cannot read a TF.js model.json at {path}: {exc}") from exc
+    return specs_of(model_json, path)
+
+
+def specs_of(model_json: Mapping[str, Any], path: Path | str = "model.json"
+             ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """:func:`read_specs` of a model.json already parsed (``path`` only names it in an error)."""
+    topology = model_json.get("modelTopology")
+    if not isinstance(topology, dict):
+        raise InputError(f"cannot read a TF.js model.json at {path}: no modelTopology")
     fmt = model_json.get("format") or ("graph-model" if "node" in topology else "layers-model")
     if fmt == "graph-model":
         return _graph_specs(model_json.get("signature") or {}, topology.get("node", []))
