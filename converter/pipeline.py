@@ -136,15 +136,16 @@ def localise(pipeline: Pipeline, records: list[StageRecord], artifacts: list[Art
         text = f"parity against the source first fails after stage '{stage.name}' ({hop}); the stages before it pass"
     else:
         text = f"every intermediate matches the source; the drift comes from the last stage '{stage.name}'"
-    node = diverging_node(pipeline, first, records, artifacts, checker.reference)
+    node = diverging_node(pipeline, first, records, artifacts, checker.reference, feeds=checker.feeds)
     return f"{text}; {describe_node(node)}" if node else text
 
 
 def diverging_node(pipeline: Pipeline, i: int, records: list[StageRecord], artifacts: list[Artifact],
-                   source: Artifact) -> dict[str, Any] | None:
+                   source: Artifact, feeds: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any] | None:
     """Ask the format stage ``i`` produces for the first node of its input that the result gets wrong
-    (``first_diverging_node(stage, input, result, source_map)`` in the format package; formats without
-    it say nothing). Once per stage: the answer is kept in its notes."""
+    (``first_diverging_node(stage, input, result, source_map, feeds=)`` in the format package; formats
+    without it say nothing). ``feeds``: the validation samples that showed the drift, for a result the
+    stage's own check passed. Once per stage: the answer is kept in its notes."""
     if NODE_NOTE in records[i].notes:
         return records[i].notes[NODE_NOTE]
     stage = pipeline.stages[i]
@@ -156,7 +157,7 @@ def diverging_node(pipeline: Pipeline, i: int, records: list[StageRecord], artif
     for art in before:  # passes keep node names but not the map: take it from whichever stage made it
         terms.update(art.meta.get(SOURCE_MAP) or {})
     try:
-        found = hook(stage, before[-1], artifacts[i], terms)
+        found = hook(stage, before[-1], artifacts[i], terms, feeds=feeds)
     except Exception as exc:  # a diagnosis must not hide the failure it explains
         found = {"node": None, "why": f"the search failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
     if found is not None:

@@ -195,6 +195,37 @@ def test_attention_converts_correctly_and_a_misconversion_exits_3_naming_the_nod
     assert not (tmp_path / "unchecked").exists()
 
 
+def test_a_misconversion_the_stage_misses_fails_validation_exit_1_naming_the_node(tmp_path, monkeypatch):
+    """The last line of defence: onnx2tf's wrong attention (fixes off) with the stage's own check blind
+    to it, as onnx2tf's per-op check was. The final check in TF.js fails (exit 1, the model written
+    for inspection), and the report says which hop first drifts and the first ONNX node it gets
+    wrong, in source terms, found by measuring cuts of the graph on the validation samples."""
+    need_chain()
+    from converter.formats.tf import from_onnx, onnx_prep
+
+    class Blind:  # a self-check that sees nothing wrong
+        def __bool__(self) -> bool:
+            return True
+
+        def summary(self) -> str:
+            return "not checked (blinded by the test)"
+
+    monkeypatch.setattr(onnx_prep, "pin_axis0_transposes", lambda onnx, model: 0)
+    monkeypatch.setattr(onnx_prep, "sample_data", lambda *a, **k: None)
+    monkeypatch.setattr(from_onnx, "self_check", lambda *a, **k: Blind())
+    fx = CATALOG["transformer"]
+    report = _export(fx.builder, tmp_path / "o", inputs=list(fx.inputs))
+    assert report.verdict == "FAILED" and report.exit_code == 1
+    assert max(o.max_abs for o in report.parity.outputs) > 0.1
+    note = next(n for n in report.notes if "first fails after" in n)
+    assert "parity against the source first fails after stage 'onnx->tf' (onnx -> tf)" in note, note
+    assert "first diverging node '" in note and "(Transpose) in attn (torch.nn.MultiheadAttention)" in note, note
+    shipped = json.loads((tmp_path / "o" / "report.json").read_text())
+    found = shipped["stages"][1]["notes"]["first_diverging_node"]
+    assert found["op"] == "Transpose" and found["max_abs"] > 0.1
+    assert shipped["stages"][0]["parity"]["passed"]  # the ONNX hop was checked on the way, and is right
+
+
 def test_cli_pt2_to_tfjs_validates_each_hop(tmp_path):
     """`convertkit export model.pt2 --to tfjs --validate each`: every intermediate is compared with
     the original, so report.json shows which hop drifts."""

@@ -1,4 +1,6 @@
-"""Which ONNX node does onnx2tf get wrong? Run only after the onnx->tf stage's result is known wrong.
+"""Which ONNX node does onnx2tf get wrong? Run only after the onnx->tf stage's result is known wrong,
+by the stage's own check (exit 3) or by the validation against the source (exit 1: then the cuts are
+measured on the validation samples that showed the drift).
 
 onnx2tf's own per-op check cannot say: it reported "Matches" for every op of the attention block it
 mis-converted. So the graph is cut, and each cut is converted and measured here, the way the stage
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,36 +36,52 @@ _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16: values a wrong con
 _SHAPE_ONLY = {"Shape", "Size", "EyeLike", "RandomNormalLike", "RandomUniformLike"}  # read no values
 
 
-def first_diverging_node(stage: Any, src: Artifact, result: Artifact,
-                         source_map: Mapping[str, str]) -> dict[str, Any] | None:
+def first_diverging_node(stage: Any, src: Artifact, result: Artifact, source_map: Mapping[str, str],
+                         feeds: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any] | None:
     """For the onnx->tf stage: ``{"node", "op", "source", "max_abs", "conversions", "seconds"}`` for the
-    first ONNX node whose output the TensorFlow model gets wrong, or ``{"node": None, "why": ...}``."""
+    first ONNX node whose output the TensorFlow model gets wrong, or ``{"node": None, "why": ...}``.
+    ``feeds``: the validation samples, measured on when the stage's own check passed (its samples did
+    not show the drift)."""
     from ..onnx.scopes import source_term
     from .from_onnx import OnnxToTf, variants
 
     if not isinstance(stage, OnnxToTf) or src.path is None:
         return None
-    if not result.meta.get(KNOWN_WRONG):
-        return {"node": None, "why": "onnx2tf's model matches onnxruntime on the stage's own samples (the drift "
-                                     "shows only on the validation samples), so no node can be singled out"}
     onnx = require("onnx")
     model, inputs, _, sizes = stage.prepare(src)
     variant = next((v for v in variants(inputs, sizes) if v.label == result.meta.get("shapes")), None)
     if variant is None:
         return {"node": None, "why": f"the shape variant '{result.meta.get('shapes')}' is not one the stage tries"}
+    samples = None  # the stage's own seeded samples
+    if not result.meta.get(KNOWN_WRONG):
+        samples = _fitting(feeds or (), inputs, variant)
+        if not samples:
+            return {"node": None, "why": "onnx2tf's model matches onnxruntime on the stage's own samples, and no "
+                                         "validation sample fits its shapes, so no node can be singled out"}
     t0 = time.perf_counter()
     try:
         cuts = _Cuts(onnx, model)
     except Exception as exc:  # shape inference can fail (or a >2 GiB model): the hop is still named
         return {"node": None, "why": f"the ONNX graph could not be cut ({type(exc).__name__}: {exc})"[:300]}
-    found = _bisect(cuts, lambda k, work: _diverges(stage, onnx, cuts, k, inputs, variant, sizes, work), t0)
+    found = _bisect(cuts, lambda k, work: _diverges(stage, onnx, cuts, k, inputs, variant, sizes, work, samples),
+                    t0, on="the validation samples" if samples else "the stage's own samples")
     found["seconds"] = round(time.perf_counter() - t0, 1)
     if found.get("node") is not None:
         found["source"] = source_term(found["node"], source_map)
     return found
 
 
-def _bisect(cuts: _Cuts, diverges: Any, t0: float) -> dict[str, Any]:
+def _fitting(feeds: Sequence[Mapping[str, Any]], inputs: Sequence[TensorSpec], variant: Any) -> list[dict[str, Any]]:
+    """The feeds the variant's shapes take (fixed dims at their size), by input name."""
+    def fits(feed: Mapping[str, Any]) -> bool:
+        return all(s.name in feed and len(feed[s.name].shape) == len(variant.shapes[s.name]) and all(
+            not isinstance(d, int) or d == n for d, n in zip(variant.shapes[s.name], feed[s.name].shape))
+            for s in inputs)
+
+    return [{s.name: f[s.name] for s in inputs} for f in feeds if fits(f)]
+
+
+def _bisect(cuts: _Cuts, diverges: Any, t0: float, on: str = "the stage's own samples") -> dict[str, Any]:
     """The first candidate whose cut diverges. ``lo`` is a cut known to match (-1: nothing cut yet),
     ``hi`` one known to diverge (the last: the whole model, which the stage found wrong); a cut that
     cannot be compared is skipped and a neighbour tried instead."""
@@ -93,8 +111,8 @@ def _bisect(cuts: _Cuts, diverges: Any, t0: float) -> dict[str, Any]:
         return {"node": None, "conversions": n, "why": f"onnx2tf could not convert some cuts of the graph to compare "
                 f"them: the first diverging node is {_between(cuts, lo, hi)}"}
     if not bad:  # the whole graph, converted again, matches: onnx2tf is not consistent with itself here
-        return {"node": None, "conversions": n, "why": "converted again, the whole graph matches onnxruntime: onnx2tf "
-                "does not convert this model the same way twice"}
+        return {"node": None, "conversions": n, "why": f"converted again, the whole graph matches onnxruntime on {on}: "
+                "onnx2tf does not convert this model the same way twice, or the drift is within onnxruntime's own"}
     k = cand[hi]
     return {"node": cuts.name(k), "op": cuts.model.graph.node[k].op_type,
             "max_abs": None if max_abs is None else float(f"{max_abs:.4g}"), "conversions": n}
@@ -106,9 +124,11 @@ def _between(cuts: _Cuts, lo: int, hi: int) -> str:
 
 
 def _diverges(stage: Any, onnx: Any, cuts: _Cuts, k: int, inputs: tuple[TensorSpec, ...], variant: Any,
-              sizes: Mapping[str, int], work: Path) -> tuple[bool | None, float | None]:
-    """Convert the cut after node k as the stage converts, and compare it with onnxruntime. None: could
-    not tell (onnx2tf failed on the cut, TensorFlow could not run it, or an output's layout is unclear)."""
+              sizes: Mapping[str, int], work: Path, samples: Sequence[Mapping[str, Any]] | None = None
+              ) -> tuple[bool | None, float | None]:
+    """Convert the cut after node k as the stage converts, and compare it with onnxruntime (on ``samples``,
+    else the stage's own). None: could not tell (onnx2tf failed on the cut, TensorFlow could not run it,
+    or an output's layout is unclear)."""
     from .. import onnx as onnx_fmt
     from .from_onnx import Variant, _Failed
     from .self_check import self_check, worst
@@ -127,7 +147,8 @@ def _diverges(stage: Any, onnx: Any, cuts: _Cuts, k: int, inputs: tuple[TensorSp
         logger.debug("cut after %s: onnx2tf failed: %s", cuts.name(k), exc)
         return None, None
     try:
-        check = self_check(Artifact(onnx_fmt.FORMAT, path, specs, outs), attempt, part, adjust=_relayout)
+        check = self_check(Artifact(onnx_fmt.FORMAT, path, specs, outs), attempt, part, adjust=_relayout,
+                           feeds=[{s.name: f[s.name] for s in specs} for f in samples] if samples else None)
     except ConvertkitError as exc:  # onnxruntime cannot run the cut (it ran the whole graph): no verdict
         logger.debug("cut after %s: %s", cuts.name(k), exc)
         return None, None

@@ -9,10 +9,11 @@ from ...core import Artifact, TensorSpec
 from ...deps import require
 
 
-def self_check(src: Artifact, attempt: Any, variant: Any, adjust: Any = None) -> Any:
+def self_check(src: Artifact, attempt: Any, variant: Any, adjust: Any = None, feeds: Any = None) -> Any:
     """The frozen function against onnxruntime on the ONNX model: two seeded samples (the second with
-    other, smaller sizes for the dims that stayed dynamic). ``adjust(got, ref)`` may re-lay an output
-    out before the comparison (localise.py: an inner tensor made an output keeps onnx2tf's layout)."""
+    other, smaller sizes for the dims that stayed dynamic), or ``feeds``. ``adjust(got, ref)`` may re-lay
+    an output out before the comparison (localise.py: an inner tensor made an output keeps onnx2tf's
+    layout)."""
     import numpy as np
 
     from ...core import FP32
@@ -22,7 +23,8 @@ def self_check(src: Artifact, attempt: Any, variant: Any, adjust: Any = None) ->
     from .from_onnx import _first_line  # TensorFlow's errors: the useful line and the TF node
 
     specs = [TensorSpec(s.name, variant.shapes[s.name], s.dtype, int_range=s.int_range) for s in src.inputs]
-    feeds = make_feeds(specs, samples=3, seed=7)[::2]  # dynamic dims at two sizes, the smaller ones
+    if not feeds:
+        feeds = make_feeds(specs, samples=3, seed=7)[::2]  # dynamic dims at two sizes, the smaller ones
     with onnx_pkg.make_runner(src) as ort:
         refs = [ort.infer(f) for f in feeds]
     tf = require("tensorflow")
