@@ -152,6 +152,14 @@ def test_prestarted_node_is_taken_by_the_next_runner_and_an_unused_one_exits(mod
     with TfjsRunner(Artifact(TFJS, m["dir"] / "layers"), backend="cpu") as r:
         assert r._node is not dead
         np.testing.assert_allclose(r.infer(m["feeds"])["head2"], m["ref"]["head2"], atol=ATOL, rtol=0)
+    # one nobody takes exits by itself after PRESTART_IDLE_S (a long-lived session holds no Node for long)
+    monkeypatch.setattr(runner_mod, "PRESTART_IDLE_S", 1)
+    assert runner_mod.prestart("cpu")
+    idle = runner_mod._PRESTARTED[runner_mod._pool_key("cpu")]
+    assert idle.proc.wait(timeout=30) == 0
+    with TfjsRunner(Artifact(TFJS, m["dir"] / "graph"), backend="cpu") as r:  # a fresh one instead
+        assert r._node is not idle
+        np.testing.assert_allclose(r.infer(m["feeds"])["head1"], m["ref"]["head1"], atol=ATOL, rtol=0)
     # without the npm packages prestart declines, and the runner names the fix as before
     monkeypatch.setenv("CONVERTKIT_NODE_MODULES", str(tmp_path))
     assert not runner_mod.prestart("wasm")

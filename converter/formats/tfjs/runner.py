@@ -237,8 +237,10 @@ class _NodeProcess:
                 hint="install Node.js >= 18 (e.g. `apt-get install nodejs` or https://nodejs.org), then "
                 + _INSTALL_HINT)
         self.key = _pool_key(backend)
-        self.proc = subprocess.Popen([node, str(SCRIPT), "-", "--backend", backend], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_node_env(backend))
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([node, str(SCRIPT), "-", "--backend", backend, "--idle-exit", str(PRESTART_IDLE_S)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=_node_env(backend))
         self.stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
@@ -288,6 +290,9 @@ class _NodeProcess:
 
 #: Node processes started ahead of need, by _pool_key; one each, taken by the next TfjsRunner
 _PRESTARTED: dict[tuple[str, ...], _NodeProcess] = {}
+#: a prestarted Node that no runner takes within this many seconds exits by itself (a long-lived
+#: Python session that prestarted one and never ran a TF.js model holds no Node for long)
+PRESTART_IDLE_S = 600
 
 
 def _pool_key(backend: str) -> tuple[str, ...]:
@@ -316,7 +321,8 @@ def prestart(backend: str = "wasm") -> bool:
 
 def _take_prestarted(backend: str) -> _NodeProcess | None:
     node = _PRESTARTED.pop(_pool_key(backend), None)
-    if node is not None and not node.alive():  # died waiting (killed?): start a fresh one instead
+    # died waiting (killed, or its idle exit), or about to: start a fresh one instead
+    if node is not None and (not node.alive() or time.monotonic() - node.started > PRESTART_IDLE_S - 30):
         node.stop()
         return None
     return node

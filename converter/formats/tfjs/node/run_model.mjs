@@ -22,7 +22,9 @@
  *             data is C-order, little-endian, bool as one byte (0/1) per element
  *
  * 0. Only when started with `-`: the first request is {"type": "load", "model_dir": "..."} (no
- *    payload); stdin closing before it ends the process quietly (the prestarted Node was not needed).
+ *    payload); stdin closing before it ends the process quietly (the prestarted Node was not needed),
+ *    and so does waiting longer than `--idle-exit SECONDS` (a long-lived Python session that never
+ *    ran a TF.js model).
  * 1. After loading, Node sends one frame (empty payload):
  *      {"type": "ready", "format": "graph-model"|"layers-model", "backend", "tfjs", "node",
  *       "inputs": [{"name", "shape", "dtype"}], "outputs": [...], "load_ms", "flags"}
@@ -72,16 +74,18 @@ const DTYPES = {
 };
 
 function parseArgs(argv) {
-  const opts = { modelDir: null, backend: 'wasm' };
+  const opts = { modelDir: null, backend: 'wasm', idleExit: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--backend') opts.backend = argv[++i];
     else if (a.startsWith('--backend=')) opts.backend = a.slice('--backend='.length);
+    else if (a === '--idle-exit') opts.idleExit = Number(argv[++i]);
     else if (!a.startsWith('--') && opts.modelDir === null) opts.modelDir = a;
     else throw new Error(`unknown argument '${a}' (usage: run_model.mjs MODEL_DIR [--backend wasm|cpu])`);
   }
   if (!opts.modelDir) throw new Error('usage: run_model.mjs MODEL_DIR|- [--backend wasm|cpu]');
   if (!['wasm', 'cpu'].includes(opts.backend)) throw new Error(`unknown backend '${opts.backend}' (wasm or cpu)`);
+  if (!(opts.idleExit >= 0)) throw new Error('--idle-exit takes a number of seconds');
   return opts;
 }
 
@@ -314,7 +318,9 @@ async function main() {
     await tf.ready();
     let modelDir = opts.modelDir;
     if (modelDir === '-') {
+      const idle = opts.idleExit > 0 ? setTimeout(() => process.exit(0), opts.idleExit * 1000) : null;
       modelDir = await readLoad(reader);
+      if (idle) clearTimeout(idle);
       if (modelDir === null) return;  // prestarted, never used
       t0 = performance.now();  // load_ms: from the request on
     }
