@@ -201,20 +201,21 @@ class Fp16(Pass):
         return required
 
     def _out_of_range(self, model: Any, feeds: list, np: Any) -> dict[str, str]:
+        """{node: why} for the nodes fp16 would overflow on: a weight beyond fp16's max (it would be
+        clamped), else an output or non-constant input beyond RANGE_LIMIT on ``feeds``."""
         numpy_helper = require("onnx.numpy_helper")
         peak = g.activation_absmax(model, feeds)
         inits = g.initializers(model.graph)
+        hot = {t.index: t for t in g.nodes_touching(model, peak, RANGE_LIMIT, inclusive=False, skip_initializers=True)}
         why: dict[str, str] = {}
-        for node in model.graph.node:
+        for i, node in enumerate(model.graph.node):
             for name in node.input:
                 if name in inits:
                     w = numpy_helper.to_array(inits[name])
                     if w.dtype.kind == "f" and w.size and float(np.abs(w).max()) > g.FP16_MAX:
                         why.setdefault(node.name, f"weight {name} has |w| up to {float(np.abs(w).max()):.3g} > fp16 max")
-            for name in list(node.output) + [i for i in node.input if i not in inits]:
-                if peak.get(name, 0.0) > RANGE_LIMIT:
-                    side = "output" if name in node.output else "input"
-                    why.setdefault(node.name, f"{side} {name} reaches |x| = {peak[name]:.3g} > {RANGE_LIMIT:g}")
+            if (t := hot.get(i)) is not None:
+                why.setdefault(node.name, f"{t.side} {t.tensor} reaches |x| = {t.peak:.3g} > {RANGE_LIMIT:g}")
         return why
 
     def _convert(self, conv: str, model: Any, block: dict[str, str], ops: list[str], path: Path) -> str | None:

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core import Artifact, Tolerance
 from ..deps import require
@@ -292,6 +292,39 @@ def activation_absmax(model: Any, feeds: Sequence[Mapping[str, Any]]) -> dict[st
             if v.dtype.kind == "f" and v.size:
                 peak[name] = max(peak.get(name, 0.0), float(np.abs(v).max()))
     return peak
+
+
+class Touch(NamedTuple):
+    """A node that reads or writes a tensor beyond a bound: the first such tensor, its side and its peak."""
+
+    index: int  # the node's position in ``graph.node``
+    node: Any
+    tensor: str
+    side: str  # "output" or "input"
+    peak: float
+
+
+def nodes_touching(model_or_graph: Any, peaks: Mapping[str, float], above: float, *, inclusive: bool,
+                   skip_initializers: bool = False) -> list[Touch]:
+    """The nodes (in graph order) with an output or input whose peak |x| in ``peaks`` (from
+    :func:`activation_absmax`) is beyond ``above``: ``>= above`` when ``inclusive``, else ``> above``.
+
+    Why one helper: static int8 quantization keeps fp32 the nodes that touch a sentinel (``>= 1e6``)
+    and fp16 the nodes that would overflow (``> 65504 / 4``); both scan the graph the same way.
+    Outputs are looked at before inputs and only the first tensor beyond the bound is reported per
+    node. A tensor missing from ``peaks`` counts as 0 (never measured: a weight, an omitted optional
+    input). ``skip_initializers`` leaves initializer inputs out (fp16 judges weights on their own
+    values); graph inputs are looked at like any other tensor (their peaks come from the feeds)."""
+    graph = getattr(model_or_graph, "graph", model_or_graph)
+    inits = {t.name for t in graph.initializer} if skip_initializers else set()
+    out: list[Touch] = []
+    for i, node in enumerate(graph.node):
+        for name in (*node.output, *(n for n in node.input if n not in inits)):
+            peak = peaks.get(name, 0.0)
+            if (peak >= above) if inclusive else (peak > above):
+                out.append(Touch(i, node, name, "output" if name in node.output else "input", peak))
+                break
+    return out
 
 
 def node_error_growth(ref_model: Any, cand_path: Path, feeds: Sequence[Mapping[str, Any]],

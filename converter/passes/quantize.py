@@ -208,17 +208,9 @@ def _sentinel_nodes(model: Any, calib: list[dict[str, Any]], candidates: list[st
     except Exception:  # the analysis is a help; without it the remedies below still run
         return {}
     wanted = set(candidates)
-    why: dict[str, str] = {}
-    for node in model.graph.node:
-        if node.name not in wanted:
-            continue
-        for name in (*node.output, *node.input):
-            if peak.get(name, 0.0) >= SENTINEL_ABS:
-                side = "output" if name in node.output else "input"
-                why[node.name] = (f"{side} {name} reaches |x| = {peak[name]:.3g} (a sentinel such as an attention "
-                                  f"mask): one int8 scale cannot hold it beside ordinary values")
-                break
-    return why
+    return {t.node.name: f"{t.side} {t.tensor} reaches |x| = {t.peak:.3g} (a sentinel such as an attention mask): "
+                         "one int8 scale cannot hold it beside ordinary values"
+            for t in g.nodes_touching(model, peak, SENTINEL_ABS, inclusive=True) if t.node.name in wanted}
 
 
 def _op(model: Any, name: str) -> str:
