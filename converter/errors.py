@@ -18,7 +18,10 @@ Anything else that escapes is a bug in convertkit and is shown with its tracebac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours some frameworks put in their messages
 
 
 class ConvertkitError(Exception):
@@ -76,3 +79,33 @@ class UnsupportedOpError(ConversionError):
 
 class ParityError(ConvertkitError):
     exit_code = 1
+
+
+def first_line(exc: BaseException, *, limit: int = 300, join_lines: bool = False, with_type: bool = False,
+               fallback: bool = True, strip_ansi: bool = False, keep_trailing_space: bool = False,
+               skip: Callable[[str], bool] | None = None) -> str:
+    """A foreign exception's message on one line, for a message of ours: by default its first non-blank
+    line, stripped, cut to ``limit`` characters, or the type name when the message is empty.
+
+    ``join_lines``: the whole message instead, each run of whitespace made one space.
+    ``with_type``: ``"TypeName: text"``, even when the text is empty; ``limit`` counts the text only.
+    ``fallback=False``: an empty message gives "" rather than the type name.
+    ``strip_ansi``: drop terminal colour codes first.
+    ``keep_trailing_space``: keep the whitespace that ends the first line when more lines follow.
+    ``skip``: lines to pass over, unless every line is one.
+    """
+    text = str(exc)
+    if strip_ansi:
+        text = ANSI_ESCAPE.sub("", text)
+    if join_lines:
+        text = " ".join(text.split())
+    else:
+        lines = text.strip().splitlines()  # the first one starts at the first non-blank character
+        if not keep_trailing_space:
+            lines = [ln.strip() for ln in lines if ln.strip()]
+        if skip:
+            lines = [ln for ln in lines if not skip(ln)] or lines
+        text = lines[0] if lines else ""
+    if with_type:
+        return f"{type(exc).__name__}: {text[:limit]}"
+    return (text or (type(exc).__name__ if fallback else ""))[:limit]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...core import Artifact, TensorSpec
 from ...deps import require
-from ...errors import InputError, UsageError
+from ...errors import InputError, UsageError, first_line
 from ...quiet import quiet
 from . import FORMAT
 
@@ -80,7 +80,7 @@ def open_source(location: str, *, task: str | None = None, trust_code: bool = Fa
             model, info = cls.from_pretrained(str(p), local_files_only=True, trust_remote_code=trust_code,
                                               output_loading_info=True)
     except Exception as exc:  # transformers raises OSError, ValueError, RuntimeError, ... for a bad directory
-        raise InputError(f"{p} could not be loaded for task '{resolved}' as {cls.__name__} ({_one_line(exc)})",
+        raise InputError(f"{p} could not be loaded for task '{resolved}' as {cls.__name__} ({first_line(exc, join_lines=True)})",
                          hint=f"the checkpoint may hold another head than --task {task} needs; try another task"
                          if task else "check config.json and the weights belong together; re-save with save_pretrained"
                          ) from exc
@@ -161,7 +161,8 @@ def _model_class(tm: Any, transformers: Any, task: str, archs: list[str], model_
     try:
         return tm.get_model_class_for_task(task, model_type=model_type, library="transformers")
     except (KeyError, ValueError) as exc:
-        raise UsageError(f"transformers has no model class for task '{task}' ({_first_line(exc)})") from exc
+        why = first_line(exc, keep_trailing_space=True)
+        raise UsageError(f"transformers has no model class for task '{task}' ({why})") from exc
 
 
 def io_specs(tm: Any, model: Any, task: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], str | None]:
@@ -267,7 +268,7 @@ def _read_config(p: Path, *, strict: bool) -> dict[str, Any]:
         cfg = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         if strict:
-            raise InputError(f"{path} is not readable JSON ({_first_line(exc)})",
+            raise InputError(f"{path} is not readable JSON ({first_line(exc, keep_trailing_space=True)})",
                              hint="re-save the model with save_pretrained") from exc
         return {}
     if not isinstance(cfg, dict):
@@ -317,10 +318,3 @@ def describe(artifact: Artifact) -> dict[str, Any]:
             "ops": op_counts(artifact)}
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

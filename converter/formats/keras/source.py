@@ -29,9 +29,9 @@ from typing import Any
 
 from ...core import Artifact, TensorSpec
 from ...deps import require
-from ...errors import InputError, UsageError
+from ...errors import InputError, UsageError, first_line
 from ...quiet import quiet
-from ..tf.common import first_line, select_outputs, spec
+from ..tf.common import select_outputs, spec
 from . import FORMAT
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

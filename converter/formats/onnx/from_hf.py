@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, ClassVar
 
 from ...core import SOURCE_MAP, Artifact, Export, Format
 from ...deps import require, version
-from ...errors import StageError, UnsupportedOpError
+from ...errors import StageError, UnsupportedOpError, first_line
 from ...quiet import quiet
 from ..hf import FORMAT
 from ..hf.source import DYNAMIC, call_options
@@ -57,7 +56,7 @@ class HfToOnnx(Export):
                 inputs, outputs, notes[SOURCE_MAP] = _finish(out_dir / FILENAME, model)
                 return Artifact(ONNX, out_dir / FILENAME, _with_ranges(inputs, src.inputs), outputs, meta=notes)
             except Exception as exc:  # optimum raises ValueError/KeyError/RuntimeError/...: all mean "fall back"
-                reasons.append(f"optimum: {_one_line(exc)}")
+                reasons.append(f"optimum: {first_line(exc, join_lines=True, with_type=True, strip_ansi=True)}")
                 _clear(out_dir)
         result = self._torch(model, src, out_dir, reasons)
         notes.update(exporter=f"torch.onnx ({result.meta.get('exporter')})", fallback_reason="; ".join(reasons))
@@ -199,6 +198,3 @@ def _clear(out_dir: Path) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
-    return f"{type(exc).__name__}: {text[:300]}"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ...core import SOURCE_MAP, Artifact, Export, Format
 from ...deps import require
-from ...errors import StageError, UnsupportedOpError
+from ...errors import StageError, UnsupportedOpError, first_line
 from ...quiet import quiet
 from .. import torch as torch_fmt
 from . import FILENAME, FORMAT, io_specs
@@ -73,7 +73,7 @@ class TorchToOnnx(Export):
                 notes["exporter"] = which
                 break
             except Exception as exc:  # the exporters raise a zoo of types; all mean "did not export"
-                errors.append(f"{which} exporter: {_one_line(exc)}")
+                errors.append(f"{which} exporter: {first_line(exc, join_lines=True, with_type=True, strip_ansi=True, limit=400)}")
                 unsupported.update(_unsupported_ops(exc))
                 for leftover in out_dir.iterdir():
                     leftover.unlink()
@@ -112,7 +112,8 @@ def _specialized(path: Path, specs: tuple) -> str:
     except Exception as exc:
         names = ", ".join(f"'{n}'" for n in dynamic_names(specs))
         shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in other.items())
-        return f"the graph only runs at the example's size of {names} (fails at {shapes}: {_one_line(exc)[:160]})"
+        why = first_line(exc, join_lines=True, with_type=True, strip_ansi=True, limit=400)[:160]
+        return f"the graph only runs at the example's size of {names} (fails at {shapes}: {why})"
     return ""
 
 
@@ -229,6 +230,3 @@ def _param_bytes(obj: Any) -> int:
         return 0
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
-    return f"{type(exc).__name__}: {text[:400]}"

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...core import Runner
 from ...deps import require
-from ...errors import ConversionError
+from ...errors import ConversionError, first_line
 from . import model_path
 
 
@@ -20,7 +20,8 @@ class OrtRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise ConversionError(f"onnxruntime cannot load {path}: {_one_line(exc)}",
+            why = first_line(exc, join_lines=True, fallback=False, limit=400)
+            raise ConversionError(f"onnxruntime cannot load {path}: {why}",
                                   hint="the model is invalid for this onnxruntime; see the op named above") from exc
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         return self
@@ -35,7 +36,8 @@ class OrtRunner(Runner):
         try:
             outs = self.session.run(None, cast)
         except Exception as exc:
-            raise ConversionError(f"onnxruntime failed running {model_path(self.artifact.path)}: {_one_line(exc)}") from exc
+            why = first_line(exc, join_lines=True, fallback=False, limit=400)
+            raise ConversionError(f"onnxruntime failed running {model_path(self.artifact.path)}: {why}") from exc
         return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), outs)}
 
 
@@ -44,5 +46,3 @@ _NP = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)
        "tensor(bool)": "bool", "tensor(int16)": "int16"}
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:400]

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...core import Artifact, Dim, Runner, TensorSpec
 from ...deps import require
-from ...errors import ConversionError, InputError, UsageError
+from ...errors import ConversionError, InputError, UsageError, first_line
 
 #: TF dtypes that numpy sample data cannot stand in for
 _NO_NUMPY = {"string", "resource", "variant"}
@@ -100,9 +100,6 @@ def to_numpy(outputs: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
     return {n: np.asarray(o.numpy() if hasattr(o, "numpy") else o) for n, o in zip(names, outputs)}
 
 
-def first_line(exc: BaseException) -> str:
-    text = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 class CallableRunner(Runner):

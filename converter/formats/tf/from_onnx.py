@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from ...core import KNOWN_WRONG, Artifact, Dim, Export, Format, TensorSpec
 from ...deps import require
-from ...errors import StageError, UsageError
+from ...errors import ANSI_ESCAPE, StageError, UsageError, first_line
 from ...quiet import quiet
 from .. import onnx as onnx_fmt
 from . import FORMAT
@@ -373,13 +373,15 @@ _NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces|\[
                     r"Exception encountered)")
 
 
+def _noise(line: str) -> bool:
+    return bool(_NOISE.match(line)) or line.startswith("\u2022")
+
+
 def _first_line(exc: BaseException) -> str:
-    """The line of an error that says what went wrong (TensorFlow's first lines rarely do)."""
-    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not _NOISE.match(ln) and not ln.startswith("\u2022")]
+    """The line of an error that says what went wrong (TensorFlow's first lines rarely do), and the TF node."""
+    lines = (ln.strip() for ln in ANSI_ESCAPE.sub("", str(exc)).splitlines())
     node = next((m.group(1) for ln in lines if (m := re.match(r"Detected at node (\S+)", ln))), None)
-    text = (useful or lines or [type(exc).__name__])[0]
-    return (text + (f" (TF node {node})" if node else ""))[:300]
+    return (first_line(exc, strip_ansi=True, skip=_noise) + (f" (TF node {node})" if node else ""))[:300]
 
 
 def _version(dist: str) -> str:

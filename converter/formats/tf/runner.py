@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ...core import Artifact
-from ...errors import InputError
+from ...errors import InputError, first_line
 from ...quiet import quiet
 from . import DEFAULT_SIGNATURE
-from .common import CallableRunner, TfCallable, cast_all, first_line, select_outputs, strip_port, tensor_name
+from .common import CallableRunner, TfCallable, cast_all, select_outputs, strip_port, tensor_name
 
 
 class TfRunner(CallableRunner):

@@ -14,10 +14,10 @@ from typing import Any
 
 from ...core import Artifact, TensorSpec
 from ...deps import require
-from ...errors import InputError, UsageError
+from ...errors import InputError, UsageError, first_line
 from ...quiet import quiet
 from . import DEFAULT_SIGNATURE, FORMAT
-from .common import dims, dtype_name, first_line, select_outputs, spec, strip_port, tensor_name
+from .common import dims, dtype_name, select_outputs, spec, strip_port, tensor_name
 from .graphdef import placeholders, unconsumed
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")

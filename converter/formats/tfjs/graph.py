@@ -26,7 +26,7 @@ from typing import Any
 
 from ...core import TensorSpec
 from ...deps import require
-from ...errors import StageError, UnsupportedOpError
+from ...errors import StageError, UnsupportedOpError, first_line
 from ...quiet import quiet
 from . import FILENAME, SHARD_BYTES
 
@@ -108,7 +108,7 @@ def write_from_callable(fn: Any, input_names: Sequence[str], specs: Sequence[Ten
             concrete = tf.function(traced, input_signature=sig, autograph=False).get_concrete_function()
             frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=True, aggressive_inlining=True)
     except Exception as exc:
-        raise StageError(stage, f"could not trace and freeze the model: {_first_line(exc)}",
+        raise StageError(stage, f"could not trace and freeze the model: {first_line(exc, with_type=True)}",
                          hint="the model must be traceable by tf.function with the given input shapes") from exc
     graph_def = frozen.graph.as_graph_def()
     in_tensors = [t.name for t in frozen.inputs if t.dtype != tf.resource]
@@ -201,6 +201,3 @@ def _sorted_maps(value: Any) -> Any:
     return value
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:300]}"

@@ -15,6 +15,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...errors import first_line
+
 #: keyword arguments every tf_keras layer takes through ``**kwargs``
 _BASE_KWARGS = {"input_dim", "input_shape", "batch_input_shape", "batch_size", "weights", "activity_regularizer",
                 "autocast", "implementation", "trainable", "name", "dtype", "dynamic"}
@@ -39,7 +41,7 @@ def rebuild(model: Any, feeds: Sequence[Mapping[str, Any]], input_names: Sequenc
     try:
         rebuilt = tf_keras.models.model_from_json(json.dumps(config))
     except Exception as exc:
-        raise NotRebuildable(f"tf_keras cannot build its config ({_first_line(exc)})") from exc
+        raise NotRebuildable(f"tf_keras cannot build its config ({first_line(exc, with_type=True, limit=240)})") from exc
     _copy_weights(model, rebuilt)
     worst = _compare(model, rebuilt, feeds, input_names, tf)
     notes: dict[str, Any] = {"rebuilt_in": f"tf_keras {tf_keras.__version__} (from Keras 3)",
@@ -172,7 +174,7 @@ def _copy_weights(model: Any, rebuilt: Any) -> None:
         try:
             layer.set_weights(weights)
         except ValueError as exc:
-            raise NotRebuildable(f"layer '{layer.name}': {_first_line(exc)}") from exc
+            raise NotRebuildable(f"layer '{layer.name}': {first_line(exc, with_type=True, limit=240)}") from exc
 
 
 def _compare(model: Any, rebuilt: Any, feeds: Sequence[Mapping[str, Any]], names: Sequence[str], tf: Any) -> float:
@@ -198,6 +200,3 @@ def _compare(model: Any, rebuilt: Any, feeds: Sequence[Mapping[str, Any]], names
     return worst
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:240]}"

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...core import Artifact
 from ...deps import require
-from ...errors import StageError, UnsupportedOpError
+from ...errors import StageError, UnsupportedOpError, first_line
 from ...quiet import quiet
 from . import SHARD_BYTES
 from .graph import NARROWED
@@ -44,7 +44,7 @@ def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str,
         config = json.loads(model.to_json())
     except Exception as exc:  # a subclassed model has no config: nothing to write as layers
         raise StageError(stage, f"the Keras model has no layer config to write as a TF.js layers model "
-                         f"({_first_line(exc)})", hint="use --tfjs-format graph") from exc
+                         f"({first_line(exc, with_type=True, limit=240)})", hint="use --tfjs-format graph") from exc
     check_layer_classes({"model_config": config})
     if not is_tf_keras(model):
         from .keras3 import NotRebuildable, rebuild
@@ -70,7 +70,8 @@ def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str,
                 with quiet(*_LOGGERS):
                     model.save(str(h5), save_format="h5")
             except Exception as exc:
-                raise StageError(stage, f"tf_keras could not save the model as HDF5 ({_first_line(exc)})",
+                why = first_line(exc, with_type=True, limit=240)
+                raise StageError(stage, f"tf_keras could not save the model as HDF5 ({why})",
                                  hint="use --tfjs-format graph") from exc
         with h5py.File(h5, "r") as f, quiet(*_LOGGERS):
             topology, groups = h5conv.h5_merged_saved_model_to_tfjs_format(f)
@@ -168,6 +169,3 @@ def check_layer_classes(topology: dict[str, Any]) -> None:
                                  hint="tfjs-layers has no such layer classes; use --tfjs-format graph")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:240]}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...core import Artifact, TensorSpec
 from ...deps import require
-from ...errors import InputError, UsageError
+from ...errors import InputError, UsageError, first_line
 from . import FORMAT
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -78,14 +78,14 @@ def open_source(location: str, *, weights: str | None = None, trust_code: bool =
         try:
             ep = torch.export.load(str(p))
         except Exception as exc:
-            raise InputError(f"{p} could not be loaded as a torch.export program ({_first_line(exc)})",
+            raise InputError(f"{p} could not be loaded as a torch.export program ({first_line(exc, keep_trailing_space=True)})",
                              hint="re-save it with torch.export.save from the same torch version") from exc
         return Artifact(FORMAT, p, inputs=_pt2_inputs(ep), meta={"kind": "pt2", "source": str(p)}, obj=ep)
     if kind == "torchscript":
         try:
             module = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:
-            raise InputError(f"{p} could not be loaded as TorchScript ({_first_line(exc)})",
+            raise InputError(f"{p} could not be loaded as TorchScript ({first_line(exc, keep_trailing_space=True)})",
                              hint="check the file is complete; re-save it with torch.jit.save") from exc
         return Artifact(FORMAT, p, meta={"kind": "torchscript", "source": str(p)}, obj=module.eval())
     return _open_pickle(p, trust_code, torch)
@@ -104,7 +104,7 @@ def _open_pickle(p: Path, trust: bool, torch: Any) -> Artifact:
         try:
             obj = torch.load(str(p), map_location="cpu", weights_only=False)
         except Exception as exc2:
-            raise InputError(f"{p} could not be unpickled ({_first_line(exc2)})",
+            raise InputError(f"{p} could not be unpickled ({first_line(exc2, keep_trailing_space=True)})",
                              hint="the classes it needs must be importable from the current directory") from exc2
     if isinstance(obj, torch.nn.Module):
         return Artifact(FORMAT, p, meta={"kind": "pickle", "source": str(p)}, obj=obj.eval())
@@ -154,7 +154,7 @@ def _load_weights(model: Any, path: Path, torch: Any) -> None:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(f"weights file {path} could not be read as a state dict ({_first_line(exc)})",
+        raise InputError(f"weights file {path} could not be read as a state dict ({first_line(exc, keep_trailing_space=True)})",
                          hint="save weights with torch.save(model.state_dict(), path) or safetensors") from exc
     if not isinstance(state, dict):
         raise InputError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
@@ -215,6 +215,3 @@ def describe(artifact: Artifact) -> dict[str, Any]:
     return {"kind": artifact.meta.get("kind"), "parameters": params, "ops": op_counts(artifact)}
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
