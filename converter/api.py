@@ -17,14 +17,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import registry
+from . import isolate, registry
 from .core import Artifact, Format, TensorSpec
 from .errors import UsageError
 from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
 from .parity.validate import run as run_outputs
 from .passes import PassSpec, parse_pass_spec
-from .pipeline import Checker, localise, refuse_known_wrong, run_pipeline
+from .pipeline import Checker, localise, refuse_known_wrong, run_pipeline, stage_dir
 from .plan import plan
 from .report import RunReport
 
@@ -166,29 +166,46 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     runner_options = dict(runner_options or {})
     if check and isinstance(to, (str, Format)):  # the target's runtime starts while the source loads
         _prewarm(str(to), runner_options)
-    src = load(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names,
-               task=task)
-    target = src.format if to is None else to if isinstance(to, Format) else registry.get_format(to)
-    if target == src.format and not specs:
-        raise UsageError(f"{src.label} is already a {target} model and no pass was asked for",
+    load_options = dict(weights=weights, trust_code=trust_code, signature=signature, output_names=tuple(output_names),
+                        task=task)
+    # a PyTorch source on a route through TensorFlow: its half may run in a child process (isolate.py)
+    fmt = isolate.source_format(source, example_inputs)
+    src = load(source, **load_options) if fmt is None else None
+    src_format = src.format if src is not None else registry.get_format(fmt)
+    target = src_format if to is None else to if isinstance(to, Format) else registry.get_format(to)
+    if target == src_format and not specs:
+        label = src.label if src is not None else str(source)
+        raise UsageError(f"{label} is already a {target} model and no pass was asked for",
                          hint="give --to another format, or -p PASS")
-    pipeline = plan(src.format, target, {"opset": opset, "exporter": exporter, **stage_options}, specs)
-    if check and target == src.format:
-        _prewarm(src.format.name, runner_options)  # optimize: the source runs in the same runtime
-    sources = (src.path,) if src.path is not None else ()
+    pipeline = plan(src_format, target, {"opset": opset, "exporter": exporter, **stage_options}, specs)
+    if src is None and not isolate.worth_it(pipeline):
+        src = load(source, **load_options)
+    if check and target == src_format:
+        _prewarm(src_format.name, runner_options)  # optimize: the source runs in the same runtime
+    sources = (src.path,) if src is not None and src.path is not None else \
+        (Path(source),) if src is None and Path(source).exists() else ()
     dest = check_destination(Path(out_dir), sources=sources, force=force)
-    src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
-    if output_names and not src.outputs:  # names for a model that declares none (PyTorch)
-        src = src.with_(outputs=tuple(TensorSpec(n, None, "float32") for n in output_names))
+    half = None
+    if src is None:
+        half = isolate.run(dict(source=str(source), load=load_options, inputs=inputs, feeds=feeds, samples=samples,
+                                seed=seed, pipeline=pipeline, check=check, atol=atol, rtol=rtol,
+                                runner_options=runner_options, validate_each=validate_each))
+        src, feed_list, notes = half.src, half.feeds, half.notes
+    else:
+        src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples,
+                                               seed=seed)
+        src = with_output_names(src, output_names)
     report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
-    checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
+    checker = Checker(src, feed_list, atol, rtol, runner_options, _ref_outputs=half.ref_outputs if half else None) \
+        if check else None
     # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
     with atomic_dir(dest) as tmp, tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as w:
         work = Path(w)
+        done = [_adopt(half, stage_dir(work, 0, pipeline.stages[0]))] if half is not None else []
         final, report.stages, artifacts = run_pipeline(pipeline, src, tmp, work, checker=checker,
-                                                       validate_each=validate_each)
+                                                       validate_each=validate_each, done=done)
         report.outputs = [s.to_json() for s in final.outputs]
         report.artifact = str(dest / final.path.relative_to(tmp)) if final.path else None
         if checker is not None:
@@ -206,6 +223,24 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
             shutil.copytree(work, tmp / "intermediates")
         report.write(tmp / "report.json")
     return report
+
+
+def with_output_names(src: Artifact, output_names: Sequence[str]) -> Artifact:
+    """Names for the outputs of a model that declares none (PyTorch)."""
+    if output_names and not src.outputs:
+        return src.with_(outputs=tuple(TensorSpec(n, None, "float32") for n in output_names))
+    return src
+
+
+def _adopt(half: isolate.SourceHalf, target: Path) -> tuple[Any, Artifact]:
+    """The first stage's result, written by the child, moved to where that stage writes here."""
+    shutil.move(str(half.where), str(target))
+    shutil.rmtree(half.where.parent, ignore_errors=True)
+    result = half.result
+    if result.path is not None and result.path.is_relative_to(half.where):
+        result = result.with_(path=target / result.path.relative_to(half.where))
+    record = dataclasses.replace(half.record, path=str(result.path) if result.path is not None else None)
+    return record, result
 
 
 def _prewarm(format_name: str, runner_options: Mapping[str, Any]) -> None:

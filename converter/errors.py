@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours some frameworks put in their messages
 
@@ -36,6 +37,18 @@ class ConvertkitError(Exception):
 
     def one_line(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled whole, class and fields (isolate.py raises a child's error in the parent); the
+        subclasses' __init__ take other arguments than ``args``."""
+        return _rebuild, (type(self), dict(self.__dict__))
+
+
+def _rebuild(cls: type[ConvertkitError], state: dict[str, Any]) -> ConvertkitError:
+    exc = cls.__new__(cls)
+    exc.__dict__.update(state)
+    exc.args = (exc.one_line(),)
+    return exc
 
 
 class UserError(ConvertkitError):

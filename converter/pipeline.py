@@ -71,45 +71,63 @@ class StageCheck:
 
 def run_pipeline(pipeline: Pipeline, src: Artifact, out_dir: Path, work_dir: Path, *,
                  checker: Checker | None = None, validate_each: bool = False,
-                 on_stage: Callable[[str], None] | None = None
+                 on_stage: Callable[[str], None] | None = None,
+                 done: Sequence[tuple[StageRecord, Artifact]] = ()
                  ) -> tuple[Artifact, list[StageRecord], list[Artifact]]:
-    """Returns the final artifact, a record per stage, and every stage's artifact in order."""
-    records: list[StageRecord] = []
-    artifacts: list[Artifact] = []
-    current = src
-    for i, stage in enumerate(pipeline.stages):
+    """Returns the final artifact, a record per stage, and every stage's artifact in order. ``done``:
+    the first stages' records and artifacts, already run elsewhere (isolate.py)."""
+    records = [rec for rec, _ in done]
+    artifacts = [art for _, art in done]
+    current = artifacts[-1] if artifacts else src
+    for i in range(len(done), len(pipeline.stages)):
+        stage = pipeline.stages[i]
         last = i == len(pipeline.stages) - 1
-        target = out_dir if last else work_dir / f"{i:02d}-{stage.name.replace('->', '-to-')}"
+        target = out_dir if last else stage_dir(work_dir, i, stage)
         target.mkdir(parents=True, exist_ok=True)
         if on_stage:
             on_stage(stage.name)
-        is_pass = isinstance(stage, Pass)
-        stage_tol = checker.tolerance_for(pipeline.stages[: i + 1]) if checker else None
-        stage_check = StageCheck(checker, stage_tol) if (checker and is_pass and stage_tol) else None
-        t0 = now()
-        try:
-            result = stage.run(current, target, stage_check) if is_pass else stage.run(current, target)
-        except (StageError, UnsupportedOpError, UserError):
-            raise  # already says where; a user error in a stage's options stays exit 2
-        except ConvertkitError as exc:
-            raise StageError(stage.name, exc.message, before=_before(pipeline, i), hint=exc.hint) from exc
-        except Exception as exc:  # a converter's own error: name the stage, keep the first line
-            msg = " ".join(str(exc).split())[:400] or type(exc).__name__
-            raise StageError(stage.name, f"{type(exc).__name__}: {msg}", before=_before(pipeline, i)) from exc
-        rec = StageRecord(stage.name, stage.config(), round(now() - t0, 3), current.size_bytes(),
-                          result.size_bytes(), registry.op_counts(current), registry.op_counts(result),
-                          reported_meta(result.meta), _rel(result.path, out_dir))
-        if is_pass:
-            rec.gzip_bytes_in, rec.gzip_bytes_out = gzip_bytes(current.path), gzip_bytes(result.path)
-            if checker is not None:
-                rec.latency_ms_in = registry.latency_ms(current, checker.feeds)
-                rec.latency_ms_out = registry.latency_ms(result, checker.feeds)
-        if checker is not None and (validate_each or is_pass) and not last:
-            rec.parity = checker(result, stage_tol).to_json()
+        rec, result = run_stage(pipeline, i, current, target, out_dir, checker=checker, validate_each=validate_each)
         records.append(rec)
         artifacts.append(result)
         current = result
     return current, records, artifacts
+
+
+def stage_dir(work_dir: Path, i: int, stage: Stage) -> Path:
+    """Where stage ``i`` writes when it is not the last: ``work_dir/00-torch-to-onnx``."""
+    return work_dir / f"{i:02d}-{stage.name.replace('->', '-to-')}"
+
+
+def run_stage(pipeline: Pipeline, i: int, current: Artifact, target: Path, out_dir: Path, *,
+              checker: Checker | None = None, validate_each: bool = False) -> tuple[StageRecord, Artifact]:
+    """Stage ``i`` of ``pipeline`` on ``current``, written into ``target`` (which exists and is empty):
+    its record and its artifact. A failure raises StageError naming the stage and those before it."""
+    stage = pipeline.stages[i]
+    last = i == len(pipeline.stages) - 1
+    is_pass = isinstance(stage, Pass)
+    stage_tol = checker.tolerance_for(pipeline.stages[: i + 1]) if checker else None
+    stage_check = StageCheck(checker, stage_tol) if (checker and is_pass and stage_tol) else None
+    t0 = now()
+    try:
+        result = stage.run(current, target, stage_check) if is_pass else stage.run(current, target)
+    except (StageError, UnsupportedOpError, UserError):
+        raise  # already says where; a user error in a stage's options stays exit 2
+    except ConvertkitError as exc:
+        raise StageError(stage.name, exc.message, before=_before(pipeline, i), hint=exc.hint) from exc
+    except Exception as exc:  # a converter's own error: name the stage, keep the first line
+        msg = " ".join(str(exc).split())[:400] or type(exc).__name__
+        raise StageError(stage.name, f"{type(exc).__name__}: {msg}", before=_before(pipeline, i)) from exc
+    rec = StageRecord(stage.name, stage.config(), round(now() - t0, 3), current.size_bytes(),
+                      result.size_bytes(), registry.op_counts(current), registry.op_counts(result),
+                      reported_meta(result.meta), _rel(result.path, out_dir))
+    if is_pass:
+        rec.gzip_bytes_in, rec.gzip_bytes_out = gzip_bytes(current.path), gzip_bytes(result.path)
+        if checker is not None:
+            rec.latency_ms_in = registry.latency_ms(current, checker.feeds)
+            rec.latency_ms_out = registry.latency_ms(result, checker.feeds)
+    if checker is not None and (validate_each or is_pass) and not last:
+        rec.parity = checker(result, stage_tol).to_json()
+    return rec, result
 
 
 #: stage note: the first node of the stage's input that its result gets wrong (or why none was found)

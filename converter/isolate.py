@@ -1,0 +1,141 @@
+"""The source half of an export in a child process, so that PyTorch and TensorFlow are never
+resident together.
+
+On a route from a PyTorch (or Hugging Face) model through TensorFlow (``--to tf`` / ``tfjs``) the
+child loads the model, decides the inputs and the validation feeds, runs the first stage (export
+to ONNX) and computes the reference outputs; it exits before TensorFlow loads in this process.
+Measured here: torch takes 224 MiB once imported (a transformers model more), the TensorFlow side
+with Node about 750 MiB; in one process their sum was the peak (about 960 MiB for a small CNN),
+above what the manual chain's worst step (the onnx2tf CLI, 766 MiB) needs. The cost is a second
+interpreter start (~0.2 s). Everything the rest of the export needs crosses back pickled: the
+source's description (without the model object), the feeds, the first stage's record and artifact
+(the ONNX file, moved into the export's work directory), and the reference outputs.
+
+In-process instead: in-memory models (the Python API), example tensors, a process that has torch
+loaded already (nothing to save), routes without a TensorFlow stage, and ``CONVERTKIT_ISOLATE=0``.
+Errors keep their class, message and exit code; a crash of the child is an internal error (exit 4)
+with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .core import Artifact, Pipeline, StageRecord
+from .errors import ConvertkitError
+
+#: source formats whose half is worth a child: their frameworks are the other half of the memory
+FORMATS = ("torch", "hf")
+#: formats whose runtime is TensorFlow's: a route through one of them loads TensorFlow here
+_TF_FORMATS = ("tf", "tfjs")
+
+
+@dataclass
+class SourceHalf:
+    src: Artifact  # without its model object
+    feeds: list[dict[str, Any]]
+    notes: list[str]
+    record: StageRecord  # the first stage's
+    result: Artifact  # the first stage's, under ``where``
+    where: Path  # the directory the first stage wrote into (moved by the caller)
+    ref_outputs: list[dict[str, Any]] | None  # the source's outputs on the feeds (None: no check)
+
+
+def source_format(source: Any, example_inputs: Any) -> str | None:
+    """The format of ``source`` when its half may run in a child (else None), found without
+    importing any framework."""
+    from . import registry
+
+    if os.environ.get("CONVERTKIT_ISOLATE", "1") == "0" or example_inputs is not None:
+        return None
+    if not isinstance(source, (str, Path)) or "torch" in sys.modules:  # loaded already: nothing to save
+        return None
+    fmt = registry.format_of(str(source))
+    return fmt if fmt in FORMATS else None
+
+
+def worth_it(pipeline: Pipeline) -> bool:
+    """The first stage exports the source, and a later one runs in TensorFlow's world."""
+    stages = pipeline.stages
+    return len(stages) > 1 and stages[0].accepts.name in FORMATS and stages[0].produces != stages[0].accepts \
+        and any(s.produces.name in _TF_FORMATS for s in stages[1:])
+
+
+def run(request: Mapping[str, Any]) -> SourceHalf:
+    """Run :func:`source_half` with ``request`` in a child Python; its errors are raised here."""
+    where = Path(tempfile.mkdtemp(prefix="convertkit-source-"))
+    answer = where / "answer.pickle"
+    stage_dir = where / "stage"
+    stage_dir.mkdir()
+    job = {**request, "dir": str(stage_dir), "answer": str(answer), "sys_path": list(sys.path),
+           "log_level": logging.getLogger().getEffectiveLevel()}  # --debug: nothing silenced there either
+    try:
+        # the child's stdout goes to our stderr (fd 2): a library's prints must not reach `--json` output
+        proc = subprocess.run([sys.executable, "-c", f"from {__name__} import _child; _child()"],
+                              input=pickle.dumps(job), stdout=2,
+                              env=os.environ.copy(), check=False)
+        if not answer.is_file():
+            raise RuntimeError(f"the process that loads the source model ended with status {proc.returncode} "
+                               "before answering (killed, or out of memory?)")
+        kind, payload = pickle.loads(answer.read_bytes())
+        if kind == "error":
+            raise payload
+        if kind == "crash":
+            raise RuntimeError(f"internal error in the process that loads the source model:\n{payload}")
+        return payload
+    except BaseException:
+        shutil.rmtree(where, ignore_errors=True)
+        raise
+    finally:
+        answer.unlink(missing_ok=True)
+
+
+def source_half(request: Mapping[str, Any]) -> SourceHalf:
+    """What export does up to its first stage's result and the reference outputs (api.py)."""
+    from . import api
+    from .pipeline import Checker, run_stage
+
+    src = api.load(request["source"], **request["load"])
+    src, feeds, notes = api.prepare_inputs(src, request["inputs"], request["feeds"], samples=request["samples"],
+                                           seed=request["seed"])
+    src = api.with_output_names(src, request["load"].get("output_names") or ())
+    checker = Checker(src, feeds, request["atol"], request["rtol"], request["runner_options"]) \
+        if request["check"] else None
+    where = Path(request["dir"])
+    record, result = run_stage(request["pipeline"], 0, src, where, where, checker=checker,
+                               validate_each=request["validate_each"])
+    refs = checker.reference_outputs if checker is not None else None
+    return SourceHalf(src.with_(obj=None), feeds, notes, record, result, where, refs)
+
+
+def _child() -> None:
+    """The child's side: ``python -c 'from converter.isolate import _child; _child()'``, the job on stdin."""
+    job = pickle.loads(sys.stdin.buffer.read())
+    sys.path[:0] = [p for p in job["sys_path"] if p not in sys.path]
+    logging.basicConfig(level=job["log_level"], format="%(name)s: %(message)s")  # as cli.main sets it
+    try:
+        answer: tuple[str, Any] = ("ok", source_half(job))
+    except ConvertkitError as exc:
+        if job["log_level"] <= logging.DEBUG:  # --debug shows tracebacks: where it was raised, in the child
+            import traceback
+
+            exc.add_note("raised in the process that loads the source model:\n" + traceback.format_exc())
+        answer = ("error", exc)
+    except BaseException:  # a bug, or a library's own crash: the caller shows the traceback (exit 4)
+        import traceback
+
+        answer = ("crash", traceback.format_exc())
+    Path(job["answer"]).write_bytes(pickle.dumps(answer))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # without the interpreter's teardown of torch (about a second): everything is written

@@ -1,0 +1,73 @@
+"""A PyTorch source on a route through TensorFlow: its half (load, inputs, ONNX export, reference
+outputs) runs in a child process, so torch and TensorFlow are never resident together. The result
+must be the one the in-process path gives, and errors must read and exit the same."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+from tests.conftest import ROOT, convertkit, need, need_node
+
+_EXPORT = """
+import json, sys
+import converter
+report = converter.export("fixtures.torch_models:two_io", to="tfjs", out_dir=sys.argv[1],
+                          inputs=["a:batch,8", "b:batch,4"], validate_each=True)
+print(json.dumps({"torch_here": "torch" in sys.modules, "tf_here": "tensorflow" in sys.modules,
+                  "report": report.to_json()}))
+"""
+
+
+def _export(out, isolate: str) -> dict:
+    env = {"CONVERTKIT_ISOLATE": isolate, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", _EXPORT, str(out)], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, **env}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_torch_half_runs_apart_and_gives_the_in_process_result(tmp_path):
+    need("torch", "onnxruntime", "onnx2tf")
+    need_node()
+    apart, together = _export(tmp_path / "apart", "1"), _export(tmp_path / "together", "0")
+    assert not apart["torch_here"] and apart["tf_here"]  # torch stayed in the child
+    assert together["torch_here"] and together["tf_here"]
+    a, t = apart["report"], together["report"]
+    assert a["verdict"] == t["verdict"] == "PASSED"
+    assert [s["stage"] for s in a["stages"]] == [s["stage"] for s in t["stages"]] == ["torch->onnx", "onnx->tf", "tf->tfjs"]
+    for key in ("ops_in", "ops_out", "bytes_out", "notes"):  # the first stage ran in the child, the same way
+        assert a["stages"][0][key] == t["stages"][0][key], key
+    assert a["stages"][0]["parity"]["passed"]  # --validate each: the ONNX hop checked against torch there
+    assert a["stages"][0]["parity"]["outputs"] == t["stages"][0]["parity"]["outputs"]
+    assert a["parity"]["outputs"] == t["parity"]["outputs"]  # the same reference outputs, feeds and model
+    assert a["inputs"] == t["inputs"] and a["outputs"] == t["outputs"] and a["source"] == t["source"]
+    for out in ("apart", "together"):
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == \
+            sorted(p.name for p in (tmp_path / "together").iterdir())
+
+
+def test_errors_in_the_child_read_and_exit_as_in_process(tmp_path):
+    """A bad source fails in the child: the same one line, the same exit code, nothing written."""
+    need("torch")
+    for args in (["nosuch_pkg.models:build", "-i", "x:1,4"],
+                 ["fixtures.torch_models:cnn", "-i", "x:batch,3,32,32", "--weights", str(tmp_path / "none.pt")]):
+        runs = [convertkit("export", *args, "--to", "tfjs", "-o", tmp_path / f"o{flag}", env={"CONVERTKIT_ISOLATE": flag})
+                for flag in ("1", "0")]
+        assert runs[0].returncode == runs[1].returncode == 2, runs[0].stderr
+        assert runs[0].stderr.strip().splitlines()[-1] == runs[1].stderr.strip().splitlines()[-1]
+        assert "Traceback" not in runs[0].stderr
+        assert not (tmp_path / "o1").exists() and not (tmp_path / "o0").exists()
+
+
+def test_convertkit_errors_cross_processes_whole():
+    from converter.errors import InputError, StageError, UnsupportedOpError
+
+    for exc in (StageError("onnx->tf", "it broke", before=["torch->onnx"], hint="try X"),
+                UnsupportedOpError("TF.js", ["Erfc", "Foo"], hint="rewrite"), InputError("bad file", hint="fix")):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc) and back.exit_code == exc.exit_code
+        assert back.__dict__ == exc.__dict__
