@@ -13,6 +13,8 @@ source's description (without the model object), the feeds, the first stage's re
 
 In-process instead: in-memory models (the Python API), example tensors, a process that has torch
 loaded already (nothing to save), routes without a TensorFlow stage, and ``CONVERTKIT_ISOLATE=0``.
+``CONVERTKIT_ISOLATE=overlap`` trades the memory back for time: a thread here loads TensorFlow
+while the child runs (the tiny BERT: 6.3 s instead of 8.4 s, 1.2 GB instead of 770 MiB).
 Errors keep their class, message and exit code; a crash of the child is an internal error (exit 4)
 with its traceback.
 """
@@ -71,6 +73,22 @@ def worth_it(pipeline: Pipeline) -> bool:
         and any(s.produces.name in _TF_FORMATS for s in stages[1:])
 
 
+def overlapped() -> bool:
+    """``CONVERTKIT_ISOLATE=overlap``: load TensorFlow here while the child runs (faster; both
+    frameworks in memory at once, as in one process)."""
+    return os.environ.get("CONVERTKIT_ISOLATE") == "overlap"
+
+
+def _load_tensorflow_side() -> None:
+    from .deps import require
+
+    for module in ("tensorflow", "tf_keras", "onnx2tf", "tensorflowjs.converters.tf_saved_model_conversion_v2"):
+        try:
+            require(module)
+        except ConvertkitError:
+            return  # missing: the stage that needs it says so
+
+
 def run(request: Mapping[str, Any]) -> SourceHalf:
     """Run :func:`source_half` with ``request`` in a child Python; its errors are raised here."""
     where = Path(tempfile.mkdtemp(prefix="convertkit-source-"))
@@ -79,6 +97,12 @@ def run(request: Mapping[str, Any]) -> SourceHalf:
     stage_dir.mkdir()
     job = {**request, "dir": str(stage_dir), "answer": str(answer), "sys_path": list(sys.path),
            "log_level": logging.getLogger().getEffectiveLevel()}  # --debug: nothing silenced there either
+    loader = None
+    if overlapped():  # this thread only waits on the child: another loads TensorFlow meanwhile
+        import threading
+
+        loader = threading.Thread(target=_load_tensorflow_side, daemon=True)
+        loader.start()
     try:
         # the child's stdout goes to our stderr (fd 2): a library's prints must not reach `--json` output
         proc = subprocess.run([sys.executable, "-c", f"from {__name__} import _child; _child()"],
@@ -98,6 +122,8 @@ def run(request: Mapping[str, Any]) -> SourceHalf:
         raise
     finally:
         answer.unlink(missing_ok=True)
+        if loader is not None:
+            loader.join()
 
 
 def source_half(request: Mapping[str, Any]) -> SourceHalf:

@@ -34,9 +34,13 @@ def test_torch_half_runs_apart_and_gives_the_in_process_result(tmp_path):
     need("torch", "onnxruntime", "onnx2tf")
     need_node()
     apart, together = _export(tmp_path / "apart", "1"), _export(tmp_path / "together", "0")
+    overlap = _export(tmp_path / "overlap", "overlap")  # TensorFlow loads here while the child runs
     assert not apart["torch_here"] and apart["tf_here"]  # torch stayed in the child
+    assert not overlap["torch_here"] and overlap["tf_here"]
     assert together["torch_here"] and together["tf_here"]
     a, t = apart["report"], together["report"]
+    assert overlap["report"]["stages"][0]["notes"] == t["stages"][0]["notes"]
+    assert overlap["report"]["parity"]["outputs"] == t["parity"]["outputs"]
     assert a["verdict"] == t["verdict"] == "PASSED"
     assert [s["stage"] for s in a["stages"]] == [s["stage"] for s in t["stages"]] == ["torch->onnx", "onnx->tf", "tf->tfjs"]
     for key in ("ops_in", "ops_out", "bytes_out", "notes"):  # the first stage ran in the child, the same way
@@ -45,7 +49,7 @@ def test_torch_half_runs_apart_and_gives_the_in_process_result(tmp_path):
     assert a["stages"][0]["parity"]["outputs"] == t["stages"][0]["parity"]["outputs"]
     assert a["parity"]["outputs"] == t["parity"]["outputs"]  # the same reference outputs, feeds and model
     assert a["inputs"] == t["inputs"] and a["outputs"] == t["outputs"] and a["source"] == t["source"]
-    for out in ("apart", "together"):
+    for out in ("apart", "overlap"):
         assert sorted(p.name for p in (tmp_path / out).iterdir()) == \
             sorted(p.name for p in (tmp_path / "together").iterdir())
 
