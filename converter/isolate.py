@@ -98,16 +98,18 @@ def run(request: Mapping[str, Any]) -> SourceHalf:
     job = {**request, "dir": str(stage_dir), "answer": str(answer), "sys_path": list(sys.path),
            "log_level": logging.getLogger().getEffectiveLevel()}  # --debug: nothing silenced there either
     loader = None
-    if overlapped():  # this thread only waits on the child: another loads TensorFlow meanwhile
-        import threading
-
-        loader = threading.Thread(target=_load_tensorflow_side, daemon=True)
-        loader.start()
     try:
         # the child's stdout goes to our stderr (fd 2): a library's prints must not reach `--json` output
-        proc = subprocess.run([sys.executable, "-c", f"from {__name__} import _child; _child()"],
-                              input=pickle.dumps(job), stdout=2,
-                              env=os.environ.copy(), check=False)
+        proc = subprocess.Popen([sys.executable, "-c", f"from {__name__} import _child; _child()"],
+                                stdin=subprocess.PIPE, stdout=2, env=os.environ.copy())
+        # this thread only waits on the child: another may load TensorFlow meanwhile, started after the
+        # spawn (its quiet() redirects fd 2 for a while, which the child must not inherit)
+        if overlapped():
+            import threading
+
+            loader = threading.Thread(target=_load_tensorflow_side, daemon=True)
+            loader.start()
+        proc.communicate(pickle.dumps(job))
         if not answer.is_file():
             raise RuntimeError(f"the process that loads the source model ended with status {proc.returncode} "
                                "before answering (killed, or out of memory?)")
