@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect as _inspect
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     checker = Checker(src, feed_list, atol, rtol, runner_options, _ref_outputs=half.ref_outputs if half else None) \
         if check else None
     # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
-    with atomic_dir(dest) as tmp, tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as w:
+    with _cleaned(half), atomic_dir(dest) as tmp, \
+            tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as w:
         work = Path(w)
         done = [_adopt(half, stage_dir(work, 0, pipeline.stages[0]))] if half is not None else []
         final, report.stages, artifacts = run_pipeline(pipeline, src, tmp, work, checker=checker,
@@ -230,6 +232,16 @@ def with_output_names(src: Artifact, output_names: Sequence[str]) -> Artifact:
     if output_names and not src.outputs:
         return src.with_(outputs=tuple(TensorSpec(n, None, "float32") for n in output_names))
     return src
+
+
+@contextlib.contextmanager
+def _cleaned(half: isolate.SourceHalf | None) -> Iterator[None]:
+    """The child's directory goes, whatever happens (normally _adopt has moved its content already)."""
+    try:
+        yield
+    finally:
+        if half is not None:
+            shutil.rmtree(half.where.parent, ignore_errors=True)
 
 
 def _adopt(half: isolate.SourceHalf, target: Path) -> tuple[Any, Artifact]:
