@@ -246,8 +246,7 @@ def _cleaned(half: isolate.SourceHalf | None) -> Iterator[None]:
 
 def _adopt(half: isolate.SourceHalf, target: Path) -> tuple[Any, Artifact]:
     """The first stage's result, written by the child, moved to where that stage writes here."""
-    shutil.move(str(half.where), str(target))
-    shutil.rmtree(half.where.parent, ignore_errors=True)
+    shutil.move(str(half.where), str(target))  # what is left of its directory goes in _cleaned
     result = half.result
     if result.path is not None and result.path.is_relative_to(half.where):
         result = result.with_(path=target / result.path.relative_to(half.where))
