@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import inspect as _inspect
 import logging
 import shutil
@@ -23,6 +24,7 @@ from .core import Artifact, Format, TensorSpec
 from .errors import UsageError
 from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
+from .parity.validate import KnownOutputs
 from .parity.validate import run as run_outputs
 from .passes import PassSpec, parse_pass_spec
 from .pipeline import Checker, localise, refuse_known_wrong, run_pipeline, stage_dir
@@ -191,7 +193,9 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
         half = isolate.run(dict(source=str(source), load=load_options, inputs=inputs, feeds=feeds, samples=samples,
                                 seed=seed, pipeline=pipeline, check=check, atol=atol, rtol=rtol,
                                 runner_options=runner_options, validate_each=validate_each))
-        src, feed_list, notes = half.src, half.feeds, half.notes
+        # the model stayed in the child: its outputs did not (a sample it did not run loads it here)
+        known = KnownOutputs(half.known, functools.partial(_reference_here, source, load_options, half.src))
+        src, feed_list, notes = half.src.with_(obj=known), half.feeds, half.notes
     else:
         src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples,
                                                seed=seed)
@@ -199,8 +203,7 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
-    checker = Checker(src, feed_list, atol, rtol, runner_options, _ref_outputs=half.ref_outputs if half else None) \
-        if check else None
+    checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
     # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
     with _cleaned(half), atomic_dir(dest) as tmp, \
             tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as w:
@@ -242,6 +245,11 @@ def _cleaned(half: isolate.SourceHalf | None) -> Iterator[None]:
     finally:
         if half is not None:
             shutil.rmtree(half.where.parent, ignore_errors=True)
+
+
+def _reference_here(source: Any, load_options: Mapping[str, Any], described: Artifact) -> Artifact:
+    """The source the child described, with its model loaded in this process."""
+    return described.with_(obj=load(source, **load_options).obj)
 
 
 def _adopt(half: isolate.SourceHalf, target: Path) -> tuple[Any, Artifact]:

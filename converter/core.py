@@ -138,10 +138,19 @@ class Stage(ABC):
     accepts: ClassVar[Format]
     produces: ClassVar[Format]
     tolerance: ClassVar[Tolerance] = FP32  # error this stage may add
+    #: the heavy modules run() imports (through deps.require), in order: a caller may load them ahead
+    #: of the stage, e.g. while another process runs the stage before it (isolate.py's overlap mode)
+    imports: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def run(self, src: Artifact, out_dir: Path) -> Artifact:
         """Write the result under ``out_dir`` (which exists and is empty) and describe it."""
+
+    def fixed_shapes(self, src: Artifact) -> list[dict[str, list[Dim]]]:
+        """The ``fixed_shape`` metas (input name -> dims; see parity.validate.FEED_META) that this
+        stage may give its result of ``src`` where it cannot keep the dynamic dims: validation then
+        runs the source on other samples too (fitted_feeds), which isolate.py runs ahead."""
+        return []
 
     def config(self) -> dict[str, Any]:
         if dataclasses.is_dataclass(self):

@@ -57,7 +57,7 @@ def require(module: str) -> ModuleType:
         # stdout is not a terminal (pytest, quiet()); IPython is not installed.
         os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     if module.split(".")[0] in ("transformers", "optimum"):
-        os.environ.setdefault("USE_TF", "0")
+        torch_side_env()
     try:
         if module.split(".")[0] == "tensorflowjs":
             _bare_packages(complete=module in _BARE_PACKAGES)
@@ -81,6 +81,15 @@ def require(module: str) -> ModuleType:
             f"{top} is not installed or fails to import ({exc})",
             hint=f"run `make install`, or `pip install 'convertkit[{extra}]'`",
         ) from exc
+
+
+def torch_side_env() -> None:
+    """transformers loads PyTorch models only, as convertkit uses it: without it looking for its
+    TensorFlow side (imports TensorFlow: ~3 s) or its Flax side (imports jax, through its image
+    utilities: ~0.3 s and ~100 MiB here, since tensorflowjs installs jax and flax). A user's own
+    setting wins."""
+    os.environ.setdefault("USE_TF", "0")
+    os.environ.setdefault("USE_FLAX", "0")
 
 
 def _bare_packages(complete: bool) -> None:

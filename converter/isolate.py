@@ -28,13 +28,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .core import Artifact, Pipeline, StageRecord
+from .core import Artifact, Pipeline, Stage, StageRecord
 from .errors import ConvertkitError
+
+if TYPE_CHECKING:
+    from .pipeline import Checker
 
 #: source formats whose half is worth a child: their frameworks are the other half of the memory
 FORMATS = ("torch", "hf")
@@ -50,7 +53,7 @@ class SourceHalf:
     record: StageRecord  # the first stage's
     result: Artifact  # the first stage's, under ``where``
     where: Path  # the directory the first stage wrote into (moved by the caller)
-    ref_outputs: list[dict[str, Any]] | None  # the source's outputs on the feeds (None: no check)
+    known: dict[str, dict[str, Any]]  # the source's outputs by feed digest (parity.validate.KnownOutputs)
 
 
 def source_format(source: Any, example_inputs: Any) -> str | None:
@@ -79,10 +82,11 @@ def overlapped() -> bool:
     return os.environ.get("CONVERTKIT_ISOLATE") == "overlap"
 
 
-def _load_tensorflow_side() -> None:
+def _load_ahead(stages: Sequence[Stage]) -> None:
+    """Import what ``stages`` will import (their ``imports``), in order."""
     from .deps import require
 
-    for module in ("tensorflow", "tf_keras", "onnx2tf", "tensorflowjs.converters.tf_saved_model_conversion_v2"):
+    for module in dict.fromkeys(m for stage in stages for m in stage.imports):
         try:
             require(module)
         except ConvertkitError:
@@ -107,7 +111,7 @@ def run(request: Mapping[str, Any]) -> SourceHalf:
         if overlapped():
             import threading
 
-            loader = threading.Thread(target=_load_tensorflow_side, daemon=True)
+            loader = threading.Thread(target=_load_ahead, args=(request["pipeline"].stages[1:],), daemon=True)
             loader.start()
         proc.communicate(pickle.dumps(job))
         if not answer.is_file():
@@ -142,14 +146,39 @@ def source_half(request: Mapping[str, Any]) -> SourceHalf:
     where = Path(request["dir"])
     record, result = run_stage(request["pipeline"], 0, src, where, where, checker=checker,
                                validate_each=request["validate_each"])
-    refs = checker.reference_outputs if checker is not None else None
-    return SourceHalf(src.with_(obj=None), feeds, notes, record, result, where, refs)
+    known = _known_outputs(request["pipeline"], src, checker, result) if checker is not None else {}
+    return SourceHalf(src.with_(obj=None), feeds, notes, record, result, where, known)
+
+
+def _known_outputs(pipeline: Pipeline, src: Artifact, checker: Checker, result: Artifact) -> dict[str, dict[str, Any]]:
+    """The source's outputs on the validation feeds, and on the samples validation puts in their
+    place where the next stage fixes dynamic dims (its ``fixed_shapes``): the parent has no model to
+    run them on. A sample not foreseen here is run there after loading the model (slower, correct)."""
+    from .parity.validate import feed_digest, fitted_feeds
+    from .parity.validate import run as run_outputs
+
+    feeds = list(checker.feeds)
+    known = {feed_digest(f): out for f, out in zip(feeds, checker.reference_outputs)}
+    extra: dict[str, dict[str, Any]] = {}
+    try:
+        names = [s.name for s in result.inputs]
+        for fixed in (pipeline.stages[1].fixed_shapes(result) if len(pipeline.stages) > 1 else []):
+            for f in fitted_feeds(src.inputs, names, fixed, feeds)[0]:
+                extra.setdefault(feed_digest(f), f)
+    except Exception as exc:  # foreseeing is an optimisation: never fail the export for it
+        logging.getLogger(__name__).debug("could not foresee fixed shapes: %s", exc)
+    extra = {k: f for k, f in extra.items() if k not in known}
+    known.update(zip(extra, run_outputs(src, list(extra.values()))) if extra else ())
+    return known
 
 
 def _child() -> None:
     """The child's side: ``python -c 'from converter.isolate import _child; _child()'``, the job on stdin."""
+    from .deps import torch_side_env
+
     job = pickle.loads(sys.stdin.buffer.read())
     sys.path[:0] = [p for p in job["sys_path"] if p not in sys.path]
+    torch_side_env()  # this process is PyTorch's side: a model's own `import transformers` too (tiny BERT: -97 MiB)
     logging.basicConfig(level=job["log_level"], format="%(name)s: %(message)s")  # as cli.main sets it
     try:
         answer: tuple[str, Any] = ("ok", source_half(job))

@@ -33,7 +33,7 @@ class Checker:
     atol: float | None = None  # the user's explicit overrides win over every stage's tolerance
     rtol: float | None = None
     runner_options: Mapping[str, Any] = field(default_factory=dict)
-    _ref_outputs: list[dict[str, Any]] | None = None
+    _ref_outputs: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def tolerance_for(self, stages: Sequence[Stage]) -> Tolerance:
         """fp32 defaults, loosened by what ``stages`` declare they may add, then the overrides."""

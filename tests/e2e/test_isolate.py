@@ -15,17 +15,16 @@ from tests.conftest import ROOT, convertkit, need, need_node
 _EXPORT = """
 import json, sys
 import converter
-report = converter.export("fixtures.torch_models:two_io", to="tfjs", out_dir=sys.argv[1],
-                          inputs=["a:batch,8", "b:batch,4"], validate_each=True)
+report = converter.export(sys.argv[2], to="tfjs", out_dir=sys.argv[1], inputs=sys.argv[3:], validate_each=True)
 print(json.dumps({"torch_here": "torch" in sys.modules, "tf_here": "tensorflow" in sys.modules,
                   "report": report.to_json()}))
 """
 
 
-def _export(out, isolate: str) -> dict:
+def _export(out, isolate: str, builder: str = "fixtures.torch_models:two_io", inputs=("a:batch,8", "b:batch,4")) -> dict:
     env = {"CONVERTKIT_ISOLATE": isolate, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-c", _EXPORT, str(out)], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, **env}, timeout=600)
+    r = subprocess.run([sys.executable, "-c", _EXPORT, str(out), builder, *inputs], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, **env}, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -52,6 +51,48 @@ def test_torch_half_runs_apart_and_gives_the_in_process_result(tmp_path):
     for out in ("apart", "overlap"):
         assert sorted(p.name for p in (tmp_path / out).iterdir()) == \
             sorted(p.name for p in (tmp_path / "together").iterdir())
+
+
+def test_a_fixed_shape_is_validated_with_the_childs_outputs(tmp_path):
+    """onnx2tf takes the transformer block at a fixed sequence length: validation replaces the
+    samples of other lengths, and the child ran the source on those too (the model never loads
+    here). Same parity as in one process, for the TF.js model and each hop."""
+    need("torch", "onnxruntime", "onnx2tf")
+    need_node()
+    case = ("fixtures.torch_models:transformer", ["x:batch,seq,32"])
+    apart, together = _export(tmp_path / "apart", "1", *case), _export(tmp_path / "together", "0", *case)
+    assert not apart["torch_here"] and together["torch_here"]
+    a, t = apart["report"], together["report"]
+    assert a["verdict"] == t["verdict"] == "PASSED"
+    assert a["stages"][1]["notes"]["fixed_shape"] == {"x": ["batch", 4, 32]}
+    assert "sample(s) 1, 2 of other sizes were replaced" in a["parity"]["notes"][0]
+    assert a["parity"] == t["parity"]
+    assert [s["parity"] for s in a["stages"]] == [s["parity"] for s in t["stages"]]
+
+
+def test_a_sample_the_child_did_not_run_loads_the_source_here():
+    """KnownOutputs answers the samples the child ran and loads the model (once) for any other."""
+    need("torch")
+    import converter
+    from converter.parity.inputs import make_feeds, parse_input_spec
+    from converter.parity.validate import KnownOutputs, feed_digest, run
+
+    src = converter.load("fixtures.torch_models:cnn").with_(inputs=(parse_input_spec("x:batch,3,32,32"),))
+    feeds = make_feeds(src.inputs, samples=3, seed=0)
+    truth = run(src, feeds)
+    loads = []
+
+    def load():
+        loads.append(1)
+        return src
+
+    known = src.with_(obj=KnownOutputs({feed_digest(feeds[0]): {"output": truth[0]["output"] + 1}}, load))
+    assert run(known, feeds[:1])[0]["output"].tolist() == (truth[0]["output"] + 1).tolist()  # from the child
+    assert not loads
+    got = run(known, feeds) + run(known, feeds[1:])
+    assert len(loads) == 1  # loaded once
+    for a, b in zip(got, truth + truth[1:]):
+        assert a["output"].tolist() == b["output"].tolist()
 
 
 def test_errors_in_the_child_read_and_exit_as_in_process(tmp_path):

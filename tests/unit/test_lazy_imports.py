@@ -1,5 +1,6 @@
 """No converter module may import a framework at import time, and the CLI must work without them."""
 
+import os
 import subprocess
 import sys
 
@@ -63,3 +64,24 @@ print(bool(jax.numpy), tfjs.__version__ == tfjs.version.version, callable(tfjs.c
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["True", "False", "False", "True", "True", "True"]
+
+
+def test_transformers_loads_pytorch_models_without_jax():
+    """On PyTorch's side (the isolated child, a Hugging Face source) transformers does not look
+    for its Flax side: jax (installed for tensorflowjs) stays out; the model still builds and runs."""
+    from tests.conftest import need
+
+    need("torch", "transformers", "jax")
+    code = """
+import sys
+from converter.deps import torch_side_env
+torch_side_env()
+import torch
+from fixtures.hf_models import tiny_bert
+out = tiny_bert()(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long))
+print("jax" in sys.modules, "tensorflow" in sys.modules, tuple(out.shape))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={k: v for k, v in os.environ.items() if k not in ("USE_TF", "USE_FLAX")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", "False", "(1,", "4)"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core import Artifact, TensorSpec
-from ...deps import require
+from ...deps import require, torch_side_env
 from ...errors import InputError, UsageError, first_line
 from ...quiet import quiet
 from . import FORMAT
@@ -52,7 +52,7 @@ def offline_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("USE_TF", "0")
+    torch_side_env()
 
 
 def open_source(location: str, *, task: str | None = None, trust_code: bool = False, weights: str | None = None,

@@ -59,6 +59,7 @@ class OnnxToTf(Export):
     name: ClassVar[str] = "onnx->tf"
     accepts: ClassVar[Format] = onnx_fmt.FORMAT
     produces: ClassVar[Format] = FORMAT
+    imports: ClassVar[tuple[str, ...]] = ("onnx", "tensorflow", "tf_keras", "onnx2tf")
 
     tfjs_layout: str = "source"  # "source": inputs as the ONNX model takes them; "nhwc": 4-D/5-D channels-last
 
@@ -76,6 +77,11 @@ class OnnxToTf(Export):
         inputs = tuple(given[s.name] if s.name in given and given[s.name].shape is not None
                        and len(given[s.name].shape) == len(s.shape or ()) else s for s in inputs)
         return model, inputs, outputs, example_sizes(inputs, src.meta.get("example"))
+
+    def fixed_shapes(self, src: Artifact) -> list[dict[str, list[Dim]]]:
+        """Those of the fallbacks (``variants``), keyed by the ONNX model's input names."""
+        _, inputs, _, sizes = self.prepare(src)
+        return [{n: list(v.shapes[n]) for n in v.fixed} for v in variants(inputs, sizes) if v.fixed]
 
     def run(self, src: Artifact, out_dir: Path) -> Artifact:
         onnx = require("onnx")

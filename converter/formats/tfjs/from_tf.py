@@ -22,6 +22,7 @@ class TfToTfjs(Export):
     name: ClassVar[str] = "tf->tfjs"
     accepts: ClassVar[Format] = tf_fmt.FORMAT
     produces: ClassVar[Format] = FORMAT
+    imports: ClassVar[tuple[str, ...]] = ("tensorflow", "tensorflowjs.converters.tf_saved_model_conversion_v2")
 
     tfjs_format: str = "graph"  # TF.js graph model; a layers model needs a Keras source
 
@@ -37,16 +38,17 @@ class TfToTfjs(Export):
         from ..tf.runner import tf_callable
 
         call = tf_callable(src, tf)
+        feed_meta = {k: src.meta[k] for k in FEED_META if k in src.meta}  # the layout and shapes it takes
         notes = write_from_callable(call.fn, call.input_names, src.inputs, call.output_names, out_dir,
-                                    stage=self.name)
-        notes.update({k: src.meta[k] for k in FEED_META if k in src.meta})  # the layout and shapes it takes
+                                    stage=self.name, metadata=feed_meta)
+        notes.update(feed_meta)
         return finish(out_dir, notes, call.input_names, call.output_names)
 
 
 def finish(out_dir: Path, notes: dict[str, Any], input_names: Sequence[str], output_names: Sequence[str]) -> Artifact:
     """The written model as an artifact. Names the source's runner uses that TF.js does not keep
     are recorded in its meta (``renamed``), with any dtype TF.js narrows (``dtype_changes``).
-    model.json is read once here (and written again only to record the feed metadata)."""
+    model.json is read once here (and written again only where the feed metadata is not in it yet)."""
     from .runner import specs_of
 
     model_json = read_model_json(out_dir)
@@ -68,6 +70,8 @@ def record_feed_meta(out_dir: Path, notes: dict[str, Any], model_json: dict[str,
         return
     path = out_dir / FILENAME
     model_json = json.loads(path.read_text()) if model_json is None else model_json
+    if (model_json.get("userDefinedMetadata") or {}).get("convertkit") == json.loads(json.dumps(feed_meta)):
+        return  # written with the model (write_graph_def's metadata)
     model_json.setdefault("userDefinedMetadata", {})["convertkit"] = feed_meta
     path.write_text(json.dumps(model_json))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -84,10 +84,11 @@ def safe_name(name: str, taken: set[str]) -> str:
 
 
 def write_from_callable(fn: Any, input_names: Sequence[str], specs: Sequence[TensorSpec],
-                        output_names: Sequence[str], out_dir: Path, *, stage: str) -> dict[str, Any]:
+                        output_names: Sequence[str], out_dir: Path, *, stage: str,
+                        metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Trace ``fn`` (positional tensors in ``input_names`` order -> list of tensors in
     ``output_names`` order), freeze it and write a graph model to ``out_dir``. Returns notes
-    for the artifact's meta."""
+    for the artifact's meta. ``metadata``: convertkit's entry of model.json's userDefinedMetadata."""
     tf = require("tensorflow")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -117,13 +118,14 @@ def write_from_callable(fn: Any, input_names: Sequence[str], specs: Sequence[Ten
         raise StageError(stage, f"the frozen graph has {len(in_tensors)} inputs / {len(out_tensors)} outputs; "
                          f"expected {len(input_names)} / {len(output_names)}")
     return write_graph_def(graph_def, list(zip(input_names, in_tensors)), list(zip(output_names, out_tensors)),
-                           out_dir)
+                           out_dir, metadata=metadata)
 
 
 def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]],
-                    out_dir: Path) -> dict[str, Any]:
+                    out_dir: Path, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write a frozen ``graph_def`` as a graph model. ``inputs``/``outputs`` pair the name TF.js
-    will use (the signature key) with the tensor in the graph (``node:0``)."""
+    will use (the signature key) with the tensor in the graph (``node:0``); ``metadata`` goes to
+    model.json's ``userDefinedMetadata.convertkit``."""
     tf = require("tensorflow")
     from ..tf.graphdef import rewrite_erfc
     from .graph_fixes import bias_add_only_for_vectors, fix_control_edges, unfuse_activations
@@ -168,16 +170,19 @@ def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: 
     with quiet(*_TF_LOGGERS):
         conv.write_artifacts(MessageToDict(optimized), weights, str(out_dir / FILENAME), tf.__version__, signature,
                              weight_shard_size_bytes=SHARD_BYTES)
-    _normalise(out_dir / FILENAME, [k for k, _ in inputs], [k for k, _ in outputs])
+    _normalise(out_dir / FILENAME, [k for k, _ in inputs], [k for k, _ in outputs], metadata)
     return notes
 
 
-def _normalise(path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+def _normalise(path: Path, inputs: Sequence[str], outputs: Sequence[str], metadata: Mapping[str, Any] | None) -> None:
     """Make model.json reproducible and ordered as the source is: list the signature's inputs and
     outputs in the source's order (the order TF.js returns outputs in) and each node's attributes
     by name without TF's internal ones (protobuf maps have no order, and TensorFlow sets internal
-    attributes such as ``_has_manual_control_dependencies`` differently from trace to trace)."""
+    attributes such as ``_has_manual_control_dependencies`` differently from trace to trace).
+    ``metadata`` is added in the same write."""
     model_json = json.loads(path.read_text())
+    if metadata:
+        model_json.setdefault("userDefinedMetadata", {})["convertkit"] = dict(metadata)
     sig = model_json.get("signature") or {}
     for key, order in (("inputs", inputs), ("outputs", outputs)):
         if isinstance(sig.get(key), dict):
