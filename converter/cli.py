@@ -259,6 +259,9 @@ def run(argv: list[str] | None = None) -> None:
     loaded, the interpreter's own teardown (module clean-up, C++ destructors) takes about a second
     after the work is done; by then every output is written (atomically) and the report printed, so
     the exit handlers run, the streams are flushed, and the process ends without that teardown."""
+    from .deps import freeze_frameworks
+
+    freeze_frameworks()  # this process ends with its command
     try:
         main.main(args=argv, prog_name="convertkit")
         code = 0

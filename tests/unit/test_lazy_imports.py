@@ -85,3 +85,23 @@ print("jax" in sys.modules, "tensorflow" in sys.modules, tuple(out.shape))
                        env={k: v for k, v in os.environ.items() if k not in ("USE_TF", "USE_FLAX")})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["False", "False", "(1,", "4)"]
+
+
+def test_frameworks_are_frozen_out_of_the_garbage_collector_only_where_asked():
+    """The CLI and the isolated child freeze what a framework import leaves alive (gc.freeze);
+    a Python API user's process is left as it is."""
+    from tests.conftest import need
+
+    need("onnx")
+    code = """
+import gc, sys
+from converter import deps
+if sys.argv[1] == "freeze":
+    deps.freeze_frameworks()
+deps.require("onnx")
+print(gc.get_freeze_count() > 10000)
+"""
+    for flag, frozen in (("freeze", "True"), ("api", "False")):
+        r = subprocess.run([sys.executable, "-c", code, flag], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.split() == [frozen], flag

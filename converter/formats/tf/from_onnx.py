@@ -80,6 +80,8 @@ class OnnxToTf(Export):
 
     def fixed_shapes(self, src: Artifact) -> list[dict[str, list[Dim]]]:
         """Those of the fallbacks (``variants``), keyed by the ONNX model's input names."""
+        if not any(s.is_dynamic for s in src.inputs):
+            return []  # nothing to fix (and no need to read the model)
         _, inputs, _, sizes = self.prepare(src)
         return [{n: list(v.shapes[n]) for n in v.fixed} for v in variants(inputs, sizes) if v.fixed]
 
