@@ -9,7 +9,9 @@ with Node about 750 MiB; in one process their sum was the peak (about 960 MiB fo
 above what the manual chain's worst step (the onnx2tf CLI, 766 MiB) needs. The cost is a second
 interpreter start (~0.2 s). Everything the rest of the export needs crosses back pickled: the
 source's description (without the model object), the feeds, the first stage's record and artifact
-(the ONNX file, moved into the export's work directory), and the reference outputs.
+(the ONNX file, moved into the export's work directory), and the reference outputs: on the feeds,
+and on the samples validation will put in their place if the next stage fixes dynamic dims
+(``Stage.fixed_shapes``); the parent's source carries them as ``parity.validate.KnownOutputs``.
 
 In-process instead: in-memory models (the Python API), example tensors, a process that has torch
 loaded already (nothing to save), routes without a TensorFlow stage, and ``CONVERTKIT_ISOLATE=0``.
@@ -168,7 +170,8 @@ def _known_outputs(pipeline: Pipeline, src: Artifact, checker: Checker, result: 
     except Exception as exc:  # foreseeing is an optimisation: never fail the export for it
         logging.getLogger(__name__).debug("could not foresee fixed shapes: %s", exc)
     extra = {k: f for k, f in extra.items() if k not in known}
-    known.update(zip(extra, run_outputs(src, list(extra.values()))) if extra else ())
+    if extra:
+        known.update(zip(extra, run_outputs(src, list(extra.values()))))
     return known
 
 
