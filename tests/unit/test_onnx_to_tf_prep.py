@@ -90,13 +90,13 @@ def test_view_targets_computed_from_shapes_become_constants_with_minus_one_for_t
     import onnx
     from onnx import helper
 
-    from converter.formats.tf.onnx_prep import fold_reshape_shapes
+    from converter.formats.tf.onnx_prep import RESHAPE_FOLD, fold_shape_arithmetic
 
     spec = [TensorSpec("x", ("batch", 4, 8), "float32")]
     model = _view_model()
     feeds = [{"x": np.random.default_rng(n).standard_normal((n, 4, 8)).astype(np.float32)} for n in (1, 5)]
     before = [_run(model, f) for f in feeds]
-    assert fold_reshape_shapes(onnx, model, spec, {"x": ("batch", 4, 8)}) == 2
+    assert fold_shape_arithmetic(onnx, model, spec, {"x": ("batch", 4, 8)}) == {RESHAPE_FOLD: 2}
     onnx.checker.check_model(model, full_check=True)
     assert [n.op_type for n in model.graph.node] == ["Reshape", "Relu", "Reshape"]  # the arithmetic is gone
     targets = {i.name: onnx.numpy_helper.to_array(i).tolist() for i in model.graph.initializer}
@@ -106,9 +106,9 @@ def test_view_targets_computed_from_shapes_become_constants_with_minus_one_for_t
     for f, want in zip(feeds, before):
         np.testing.assert_array_equal(_run(model, f)[0], want[0])
     # nothing is folded with two dynamic dims, or where a shape may depend on input values
-    assert fold_reshape_shapes(onnx, _view_model(), spec, {"x": ("batch", "seq", 8)}) == 0
+    assert fold_shape_arithmetic(onnx, _view_model(), spec, {"x": ("batch", "seq", 8)}) == {}
     nonzero = _view_model([helper.make_node("NonZero", ["x"], ["nz"])])
-    assert fold_reshape_shapes(onnx, nonzero, spec, {"x": ("batch", 4, 8)}) == 0
+    assert fold_shape_arithmetic(onnx, nonzero, spec, {"x": ("batch", 4, 8)}) == {}
     # nor where an input is read only for its shape (it would be left unread)
     from onnx import TensorProto
 
@@ -117,9 +117,45 @@ def test_view_targets_computed_from_shapes_become_constants_with_minus_one_for_t
                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]), z],
                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])])
     two = [TensorSpec("x", ("batch", 8), "float32"), TensorSpec("z", ("batch", 8), "float32")]
-    assert fold_reshape_shapes(onnx, by_shape, two, {"x": ("batch", 8), "z": ("batch", 8)}) == 0
+    assert fold_shape_arithmetic(onnx, by_shape, two, {"x": ("batch", 8), "z": ("batch", 8)}) == {}
     assert [n.input[1] for n in by_shape.graph.node if n.op_type == "Reshape"] == ["s"]
     assert not by_shape.graph.initializer
+
+
+def test_shape_values_the_same_at_every_size_become_constants():
+    """BERT's attention scale as optimum exports it: x / sqrt(x.shape[-1]), with batch and sequence
+    dynamic. The scale is folded (onnx2tf computed it on a channels-last shape); x.shape[1], which
+    moves with the sequence, is not, nor are the two confused although they move with other sizes."""
+    need("onnx", "onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from converter.formats.tf.onnx_prep import VALUE_FOLD, fold_shape_arithmetic
+
+    def const(name, values, dtype=np.int64):
+        return onnx.numpy_helper.from_array(np.array(values, dtype), name)
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 8])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "minus_one", "big"], ["last"]),
+             helper.make_node("Cast", ["last"], ["lastf"], to=TensorProto.FLOAT),
+             helper.make_node("Sqrt", ["lastf"], ["scale"], name="sqrt"),
+             helper.make_node("Div", ["x", "scale"], ["d"]),
+             helper.make_node("Gather", ["s", "one"], ["seq"], axis=0),
+             helper.make_node("Cast", ["seq"], ["seqf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["d", "seqf"], ["y"])]
+    model = _model(nodes, [x], [y], [const("minus_one", [-1]), const("big", [2**62]), const("one", 1)])
+    spec = [TensorSpec("x", ("batch", "seq", 8), "float32")]
+    feeds = [{"x": np.random.default_rng(n).standard_normal((n, n + 2, 8)).astype(np.float32)} for n in (1, 4)]
+    before = [_run(model, f) for f in feeds]
+    assert fold_shape_arithmetic(onnx, model, spec, {"x": ("batch", "seq", 8)}) == {VALUE_FOLD: 1}
+    onnx.checker.check_model(model, full_check=True)
+    assert "Sqrt" not in [n.op_type for n in model.graph.node] and "Gather" in [n.op_type for n in model.graph.node]
+    folded = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("/ck_const")]
+    assert [a.tolist() for a in folded] == [[pytest.approx(8 ** 0.5)]]
+    for f, want in zip(feeds, before):
+        np.testing.assert_allclose(_run(model, f)[0], want[0], rtol=1e-6)
 
 
 def test_inputs_are_renamed_and_a_passed_through_input_keeps_its_output_name():

@@ -134,7 +134,7 @@ class OnnxToTf(Export):
         onnx2tf = require("onnx2tf")
         notes: dict[str, Any] = {"converter": f"onnx2tf {_version('onnx2tf')}", "shapes": variant.label}
         copy, simplified = prep.simplify(onnx, prep.fix_dims(onnx, model, variant.shapes))
-        folded = prep.fold_reshape_shapes(onnx, copy, inputs, variant.shapes)
+        folded = prep.fold_shape_arithmetic(onnx, copy, inputs, variant.shapes)
         pinned = prep.pin_axis0_transposes(onnx, copy)
         names = prep.rename_inputs(copy)
         path = work / "model.onnx"
@@ -164,8 +164,7 @@ class OnnxToTf(Export):
         rewrites = {}
         if pinned:
             rewrites["Transpose moving axis 0 -> Unsqueeze/Transpose/Squeeze (onnx2tf guesses those)"] = pinned
-        if folded:
-            rewrites["Reshape target computed from shapes -> constant, -1 for the dynamic dim"] = folded
+        rewrites.update(folded)
         if rewrites:
             notes["rewrites"] = rewrites
         try:

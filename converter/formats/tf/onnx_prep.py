@@ -15,9 +15,10 @@ from either torch.onnx exporter), off by ~1 max abs while its own per-op check s
   matches then, and the first wins. :func:`sample_data` writes seeded random inputs for it
   (``custom_input_op_name_np_data_path``).
 
-With a dynamic batch it also loses track of ``view``s whose target is computed from the input's
-shape (``Shape -> Mul/Concat -> Reshape``): :func:`fold_reshape_shapes` makes those targets
-constants, ``-1`` for the batch, so that every other dim is known again.
+With dynamic dims it also loses track of shape arithmetic: ``view``s whose target is computed from
+the input's shape (``Shape -> Mul/Concat -> Reshape``) and values computed from shapes (attention's
+``sqrt(head size)``): :func:`fold_shape_arithmetic` makes those constants where measuring shows
+them (``-1`` for a dynamic batch in a target), so that every other dim is known again.
 
 Also: ops onnx2tf has no converter for are named at once (:func:`check_ops`); its calibration
 download is replaced by local data (:func:`offline`); inputs are renamed to plain identifiers
@@ -133,52 +134,74 @@ _SHAPE_ARGS = {"Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape":
 _RANDOM = {"Bernoulli", "Multinomial"}  # and Random*
 
 
-def fold_reshape_shapes(onnx: Any, model: Any, specs: Sequence[TensorSpec],
-                        shapes: Mapping[str, tuple[Dim, ...]]) -> int:
-    """Where one dynamic dim is left (a dynamic batch, the other dims fixed), give every Reshape whose
-    target is computed from tensor shapes (``Shape -> Gather/Mul/Concat -> Reshape``: how both torch.onnx
-    exporters write ``view``) a constant target, ``-1`` where it follows the dynamic dim; then drop
-    the shape arithmetic nothing reads any more and infer the inner shapes again, in place. Returns
-    how many.
+#: folded values larger than this stay computed (a constant that size would grow the model)
+FOLD_MAX_ELEMENTS = 4096
+RESHAPE_FOLD = "Reshape target computed from shapes -> constant, -1 for the dynamic dim"
+VALUE_FOLD = "value computed from shapes, the same at every size (e.g. attention's sqrt(head size)) -> constant"
+
+
+def fold_shape_arithmetic(onnx: Any, model: Any, specs: Sequence[TensorSpec],
+                          shapes: Mapping[str, tuple[Dim, ...]]) -> dict[str, int]:
+    """Replace shape arithmetic onnx2tf gets wrong by constants, in place, where measuring shows
+    what they are; then drop the arithmetic nothing reads any more and infer the inner shapes
+    again. Returns how many of each kind (``RESHAPE_FOLD``, ``VALUE_FOLD``), for the notes.
+
+    - A value computed from tensor shapes alone that is the same at every size of the dynamic
+      dims becomes a constant: BERT's attention scale ``1/sqrt(head size)`` (Shape -> Slice ->
+      Cast -> Sqrt), which onnx2tf computed on a channels-last shape (a [4] where the model has
+      a scalar 8: it failed with a dynamic sequence, and was 0.9 off with a dynamic batch).
+    - With one dynamic dim left (a dynamic batch, the other dims fixed), every Reshape whose target
+      is computed from shapes (``Shape -> Gather/Mul/Concat -> Reshape``: how both torch.onnx
+      exporters write ``view``) gets a constant target, ``-1`` where it follows the dynamic dim.
 
     onnx2tf loses track there: ONNX shape inference cannot see through a computed target, so every
     later tensor has unknown dims and onnx2tf's layout guesses go wrong (BERT's attention Softmax on
     the wrong axis), and it converts ``Shape(start, end)`` of a 3-D+ tensor by turning ``end`` into a
-    channels-last axis (``x.shape[0:1]`` becomes ``x.shape[0:2]``). Each target is measured with
-    onnxruntime at three sizes of the dynamic dim (and again on other data); it is folded only when
-    every position but one stays the same (that one becomes ``-1``, which Reshape infers from the
-    element count). Nothing is folded where a shape could depend on input values, or where a
-    graph input would no longer be read."""
+    channels-last axis (``x.shape[0:1]`` becomes ``x.shape[0:2]``). Each candidate is measured with
+    onnxruntime with each dynamic dim at three sizes, the others held (so that no two dims move
+    together), and again on other data. A Reshape target is folded only when every position but
+    one stays the same (that one becomes ``-1``, which Reshape infers from the element count).
+    Nothing is folded where a shape could depend on input values, or where a graph input would no
+    longer be read."""
     import numpy as np
 
-    names = {d for dims in shapes.values() for d in dims if not isinstance(d, int)}
+    names = sorted({d for dims in shapes.values() for d in dims if not isinstance(d, int)})
     graph = model.graph
     consts = {i.name for i in graph.initializer}
-    targets = [n for n in graph.node if n.op_type == "Reshape" and n.domain in ("", "ai.onnx")
-               and len(n.input) > 1 and n.input[1] not in consts]
-    if len(names) != 1 or not targets:
-        return 0
+    if not names:
+        return {}
     shape_only = set(consts)  # tensors computed from constants and tensor shapes alone
     for node in graph.node:
         if node.op_type in _VALUE_SHAPED or node.domain not in ("", "ai.onnx"):
-            return 0
+            return {}
         args = [node.input[i] for i in _SHAPE_ARGS.get(node.op_type, (1,) if node.op_type.startswith("Reduce") else ())
                 if i < len(node.input) and node.input[i]]
         if any(a not in shape_only for a in args):
-            return 0  # a shape read from values: measuring at a few sizes would not tell
+            return {}  # a shape read from values: measuring at a few sizes would not tell
         random = node.op_type.startswith("Random") or node.op_type in _RANDOM
         if node.op_type in ("Shape", "Size", "Constant") or (
                 node.input and all(i in shape_only for i in node.input if i) and not random):
             shape_only.update(node.output)
-    measured = _measure(onnx, model, specs, shapes, [n.output[0] for n in targets])
+    targets = [n for n in graph.node if n.op_type == "Reshape" and n.domain in ("", "ai.onnx")
+               and len(n.input) > 1 and n.input[1] not in consts] if len(names) == 1 else []
+    target_names = {n.input[1] for n in targets}
+    # where shape arithmetic meets the model's values: read by a node that computes from values too
+    values = list(dict.fromkeys(i for n in graph.node if not all(o in shape_only for o in n.output)
+                                for i in n.input if i in shape_only and i not in consts and i not in target_names))
+    if not targets and not values:
+        return {}
+    measured = _measure(onnx, model, specs, shapes, names, [n.output[0] for n in targets] + values)
     if measured is None:
-        return 0
+        return {}
     inputs = {i.name for i in graph.input} - consts
     was_read = inputs & {i for n in all_nodes(graph) for i in n.input}
     taken = {n for node in graph.node for n in (*node.input, *node.output)} | consts
-    folded: list[tuple[Any, str]] = []
-    for node, (*dims, again) in zip(targets, measured):
-        if len({len(d) for d in dims}) != 1 or any(0 in d for d in dims) or again != dims[0]:
+    changed: list[tuple[Any, int, str]] = []  # (node, input index, what it read before)
+    added = 0
+    counts = {RESHAPE_FOLD: 0, VALUE_FOLD: 0}
+    for node, runs in zip(targets, measured):
+        dims = [r.shape for r in runs]
+        if len({len(d) for d in dims}) != 1 or any(0 in d for d in dims):
             continue
         varying = [i for i, col in enumerate(zip(*dims)) if len(set(col)) > 1]
         if len(varying) > 1:
@@ -186,15 +209,31 @@ def fold_reshape_shapes(onnx: Any, model: Any, specs: Sequence[TensorSpec],
         name = _unique(taken, f"{node.name or node.output[0]}/ck_shape")
         graph.initializer.append(onnx.numpy_helper.from_array(
             np.array([-1 if i in varying else d for i, d in enumerate(dims[0])], np.int64), name))
-        folded.append((node, node.input[1]))
+        added += 1
+        changed.append((node, 1, node.input[1]))
         node.input[1] = name
+        counts[RESHAPE_FOLD] += 1
+    for tensor, runs in zip(values, measured[len(targets):]):
+        first = runs[0]
+        if first.size > FOLD_MAX_ELEMENTS or any(r.shape != first.shape or not np.array_equal(r, first) for r in runs):
+            continue
+        name = _unique(taken, f"{tensor}/ck_const")
+        graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(first), name))
+        added += 1
+        for node in graph.node:
+            if not all(o in shape_only for o in node.output):
+                for j, i in enumerate(node.input):
+                    if i == tensor:
+                        changed.append((node, j, i))
+                        node.input[j] = name
+        counts[VALUE_FOLD] += 1
     live = _live_nodes(graph)
-    if folded and not was_read <= {i for m in live for n in _with_subgraphs(m) for i in n.input}:  # read for its shape
-        for node, old in folded:
-            node.input[1] = old
-        del graph.initializer[len(graph.initializer) - len(folded):]
-        return 0
-    if folded:
+    if changed and not was_read <= {i for m in live for n in _with_subgraphs(m) for i in n.input}:  # read for its shape
+        for node, j, old in reversed(changed):
+            node.input[j] = old
+        del graph.initializer[len(graph.initializer) - added:]
+        return {}
+    if changed:
         del graph.node[:]
         graph.node.extend(live)
         read = {i for n in all_nodes(graph) for i in n.input} | {i.name for i in graph.input}
@@ -204,22 +243,31 @@ def fold_reshape_shapes(onnx: Any, model: Any, specs: Sequence[TensorSpec],
         del graph.value_info[:]
         with contextlib.suppress(Exception):  # onnx2tf infers what it can itself
             graph.value_info.extend(onnx.shape_inference.infer_shapes(model).graph.value_info)
-    return len(folded)
+    return {k: v for k, v in counts.items() if v}
 
 
 def _measure(onnx: Any, model: Any, specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[Dim, ...]],
-             tensors: Sequence[str]) -> list[list[tuple[int, ...]]] | None:
-    """Each of ``tensors``' shapes in onnxruntime: at sizes 2, 3 and 1 of the dynamic dim, then at 2
-    on other data. None if onnxruntime cannot run the model."""
-    from ...parity.inputs import make_feeds
+             names: Sequence[str], tensors: Sequence[str]) -> list[list[Any]] | None:
+    """Each of ``tensors`` (its value) in onnxruntime: with every dynamic dim in ``names`` at a base
+    size, then each alone at two other sizes (1 among them), then at the base sizes on other data.
+    None if onnxruntime cannot run the model."""
+    import numpy as np
+
+    from ...parity.inputs import concrete_shape, make_feeds
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     outs = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors if t not in outs)
-    specs = [TensorSpec(s.name, tuple(shapes.get(s.name, s.shape or ())), s.dtype, int_range=s.int_range)
-             for s in specs]
-    feeds = make_feeds(specs, samples=3, seed=3) + make_feeds(specs, samples=1, seed=4)
+    base = {n: 2 + k for k, n in enumerate(names)}
+    sizes = [base] + [{**base, n: size} for n in names for size in (base[n] + 1, 1)] + [base]
+
+    def feed(at: Mapping[str, int], seed: int) -> dict[str, Any]:
+        fixed = [TensorSpec(s.name, concrete_shape(TensorSpec(s.name, tuple(shapes.get(s.name, s.shape or ())), s.dtype),
+                                                   dict(at)), s.dtype, int_range=s.int_range) for s in specs]
+        return make_feeds(fixed, samples=1, seed=seed)[0]
+
+    feeds = [feed(at, 3 if i < len(sizes) - 1 else 4) for i, at in enumerate(sizes)]
     try:
         import onnxruntime as ort
 
@@ -230,7 +278,7 @@ def _measure(onnx: Any, model: Any, specs: Sequence[TensorSpec], shapes: Mapping
         runs = [session.run(list(tensors), {k: v for k, v in f.items() if k in wanted}) for f in feeds]
     except Exception:  # too big to serialize, an op onnxruntime lacks, ...: nothing is folded
         return None
-    return [[tuple(int(d) for d in run[i].shape) for run in runs] for i in range(len(tensors))]
+    return [[np.asarray(run[i]) for run in runs] for i in range(len(tensors))]
 
 
 def _live_nodes(graph: Any) -> list[Any]:
