@@ -125,7 +125,7 @@ def test_view_targets_computed_from_shapes_become_constants_with_minus_one_for_t
 def test_shape_values_the_same_at_every_size_become_constants():
     """BERT's attention scale as optimum exports it: x / sqrt(x.shape[-1]), with batch and sequence
     dynamic. The scale is folded (onnx2tf computed it on a channels-last shape); x.shape[1], which
-    moves with the sequence, is not, nor are the two confused although they move with other sizes."""
+    moves with the sequence, is not, nor x.shape[1] // 8, which only moves at larger sizes."""
     need("onnx", "onnxruntime")
     import onnx
     from onnx import TensorProto, helper
@@ -144,10 +144,15 @@ def test_shape_values_the_same_at_every_size_become_constants():
              helper.make_node("Div", ["x", "scale"], ["d"]),
              helper.make_node("Gather", ["s", "one"], ["seq"], axis=0),
              helper.make_node("Cast", ["seq"], ["seqf"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", ["d", "seqf"], ["y"])]
-    model = _model(nodes, [x], [y], [const("minus_one", [-1]), const("big", [2**62]), const("one", 1)])
+             helper.make_node("Mul", ["d", "seqf"], ["m"]),
+             # seq // 8: 0 at every small size, not at 15 or 17
+             helper.make_node("Div", ["seq", "eight"], ["chunks"]),
+             helper.make_node("Cast", ["chunks"], ["chunksf"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["m", "chunksf"], ["y"])]
+    model = _model(nodes, [x], [y], [const("minus_one", [-1]), const("big", [2**62]), const("one", 1),
+                                     const("eight", 8)])
     spec = [TensorSpec("x", ("batch", "seq", 8), "float32")]
-    feeds = [{"x": np.random.default_rng(n).standard_normal((n, n + 2, 8)).astype(np.float32)} for n in (1, 4)]
+    feeds = [{"x": np.random.default_rng(n).standard_normal((n, n + 2 + 9 * n, 8)).astype(np.float32)} for n in (1, 4)]
     before = [_run(model, f) for f in feeds]
     assert fold_shape_arithmetic(onnx, model, spec, {"x": ("batch", "seq", 8)}) == {VALUE_FOLD: 1}
     onnx.checker.check_model(model, full_check=True)

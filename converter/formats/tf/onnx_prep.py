@@ -159,10 +159,12 @@ def fold_shape_arithmetic(onnx: Any, model: Any, specs: Sequence[TensorSpec],
     the wrong axis), and it converts ``Shape(start, end)`` of a 3-D+ tensor by turning ``end`` into a
     channels-last axis (``x.shape[0:1]`` becomes ``x.shape[0:2]``). Each candidate is measured with
     onnxruntime with each dynamic dim at three sizes, the others held (so that no two dims move
-    together), and again on other data. A Reshape target is folded only when every position but
-    one stays the same (that one becomes ``-1``, which Reshape infers from the element count).
-    Nothing is folded where a shape could depend on input values, or where a graph input would no
-    longer be read."""
+    together), and again on other data; a value that stays the same is measured once more with every
+    dim at a larger size (15, 17, ...: a floor division or a clip by a small number would show) and
+    is folded only if it still does, and has at most 4096 elements. A Reshape target is folded only
+    when every position but one stays the same (that one becomes ``-1``, which Reshape infers from
+    the element count). Nothing is folded where a shape could depend on input values, or where a
+    graph input would no longer be read."""
     import numpy as np
 
     names = sorted({d for dims in shapes.values() for d in dims if not isinstance(d, int)})
@@ -190,9 +192,18 @@ def fold_shape_arithmetic(onnx: Any, model: Any, specs: Sequence[TensorSpec],
                                 for i in n.input if i in shape_only and i not in consts and i not in target_names))
     if not targets and not values:
         return {}
-    measured = _measure(onnx, model, specs, shapes, names, [n.output[0] for n in targets] + values)
+    base = {n: 2 + k for k, n in enumerate(names)}
+    configs = [(base, 3)] + [({**base, n: size}, 3) for n in names for size in (base[n] + 1, 1)] + [(base, 4)]
+    measured = _measure(onnx, model, specs, shapes, configs, [n.output[0] for n in targets] + values)
     if measured is None:
         return {}
+    steady = {t: runs[0] for t, runs in zip(values, measured[len(targets):])
+              if runs[0].size <= FOLD_MAX_ELEMENTS and all(r.shape == runs[0].shape and np.array_equal(r, runs[0])
+                                                           for r in runs)}
+    if steady:  # the same at sizes up to 4: once more at larger ones (floor divisions, clipping)
+        large = _measure(onnx, model, specs, shapes, [({n: 15 + 2 * k for k, n in enumerate(names)}, 5)], list(steady))
+        steady = {t: v for (t, v), runs in zip(steady.items(), large or [])
+                  if runs[0].shape == v.shape and np.array_equal(runs[0], v)}
     inputs = {i.name for i in graph.input} - consts
     was_read = inputs & {i for n in all_nodes(graph) for i in n.input}
     taken = {n for node in graph.node for n in (*node.input, *node.output)} | consts
@@ -213,10 +224,7 @@ def fold_shape_arithmetic(onnx: Any, model: Any, specs: Sequence[TensorSpec],
         changed.append((node, 1, node.input[1]))
         node.input[1] = name
         counts[RESHAPE_FOLD] += 1
-    for tensor, runs in zip(values, measured[len(targets):]):
-        first = runs[0]
-        if first.size > FOLD_MAX_ELEMENTS or any(r.shape != first.shape or not np.array_equal(r, first) for r in runs):
-            continue
+    for tensor, first in steady.items():
         name = _unique(taken, f"{tensor}/ck_const")
         graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(first), name))
         added += 1
@@ -247,10 +255,9 @@ def fold_shape_arithmetic(onnx: Any, model: Any, specs: Sequence[TensorSpec],
 
 
 def _measure(onnx: Any, model: Any, specs: Sequence[TensorSpec], shapes: Mapping[str, tuple[Dim, ...]],
-             names: Sequence[str], tensors: Sequence[str]) -> list[list[Any]] | None:
-    """Each of ``tensors`` (its value) in onnxruntime: with every dynamic dim in ``names`` at a base
-    size, then each alone at two other sizes (1 among them), then at the base sizes on other data.
-    None if onnxruntime cannot run the model."""
+             configs: Sequence[tuple[Mapping[str, int], int]], tensors: Sequence[str]) -> list[list[Any]] | None:
+    """Each of ``tensors`` (its value) in onnxruntime, on one seeded sample per ``(sizes of the
+    dynamic dims, seed)`` of ``configs``. None if onnxruntime cannot run the model."""
     import numpy as np
 
     from ...parity.inputs import concrete_shape, make_feeds
@@ -259,15 +266,12 @@ def _measure(onnx: Any, model: Any, specs: Sequence[TensorSpec], shapes: Mapping
     probe.CopyFrom(model)
     outs = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors if t not in outs)
-    base = {n: 2 + k for k, n in enumerate(names)}
-    sizes = [base] + [{**base, n: size} for n in names for size in (base[n] + 1, 1)] + [base]
-
     def feed(at: Mapping[str, int], seed: int) -> dict[str, Any]:
         fixed = [TensorSpec(s.name, concrete_shape(TensorSpec(s.name, tuple(shapes.get(s.name, s.shape or ())), s.dtype),
                                                    dict(at)), s.dtype, int_range=s.int_range) for s in specs]
         return make_feeds(fixed, samples=1, seed=seed)[0]
 
-    feeds = [feed(at, 3 if i < len(sizes) - 1 else 4) for i, at in enumerate(sizes)]
+    feeds = [feed(at, seed) for at, seed in configs]
     try:
         import onnxruntime as ort
 
