@@ -160,8 +160,8 @@ def fold_shape_arithmetic(onnx: Any, model: Any, specs: Sequence[TensorSpec],
     channels-last axis (``x.shape[0:1]`` becomes ``x.shape[0:2]``). Each candidate is measured with
     onnxruntime with each dynamic dim at three sizes, the others held (so that no two dims move
     together), and again on other data; a value that stays the same is measured once more with every
-    dim at a larger size (15, 17, ...: a floor division or a clip by a small number would show) and
-    is folded only if it still does, and has at most 4096 elements. A Reshape target is folded only
+    dim but a batch at a larger size (15, 17, ...: a floor division or a clip by a small number would
+    show) and is folded only if it still does, and has at most 4096 elements. A Reshape target is folded only
     when every position but one stays the same (that one becomes ``-1``, which Reshape infers from
     the element count). Nothing is folded where a shape could depend on input values, or where a
     graph input would no longer be read."""
@@ -200,8 +200,11 @@ def fold_shape_arithmetic(onnx: Any, model: Any, specs: Sequence[TensorSpec],
     steady = {t: runs[0] for t, runs in zip(values, measured[len(targets):])
               if runs[0].size <= FOLD_MAX_ELEMENTS and all(r.shape == runs[0].shape and np.array_equal(r, runs[0])
                                                            for r in runs)}
-    if steady:  # the same at sizes up to 4: once more at larger ones (floor divisions, clipping)
-        large = _measure(onnx, model, specs, shapes, [({n: 15 + 2 * k for k, n in enumerate(names)}, 5)], list(steady))
+    if steady:  # the same at sizes up to 4: once more at larger ones (floor divisions, clipping), but a
+        # batch (a dim only ever at axis 0) a little larger only: a batch of 15 images can take GBs
+        batch_like = {n for n in names if all(d != n for dims in shapes.values() for d in dims[1:])}
+        larger = {n: base[n] + 2 if n in batch_like else 15 + 2 * k for k, n in enumerate(names)}
+        large = _measure(onnx, model, specs, shapes, [(larger, 5)], list(steady))
         steady = {t: v for (t, v), runs in zip(steady.items(), large or [])
                   if runs[0].shape == v.shape and np.array_equal(runs[0], v)}
     inputs = {i.name for i in graph.input} - consts
