@@ -12,7 +12,9 @@ import sys
 
 import pytest
 
+from fixtures.catalog import CATALOG
 from tests.conftest import ROOT, convertkit, need, need_node
+from tests.e2e.test_torch_to_tfjs import FIXED
 
 _EXPORT = """
 import json, sys
@@ -56,27 +58,28 @@ def test_torch_half_runs_apart_and_gives_the_in_process_result(tmp_path):
             sorted(p.name for p in (tmp_path / "together").iterdir())
 
 
-FIXED_SHAPE_CASES = {  # builder, export options, the fixed shape onnx2tf needs
-    "transformer": ("fixtures.torch_models:transformer", {"inputs": ["x:batch,seq,32"]}, {"x": ["batch", 4, 32]}),
-    "rnn": ("fixtures.torch_models:rnn", {"inputs": ["x:batch,seq,8"]}, {"x": ["batch", 4, 8]}),
-    "cnn-nhwc": ("fixtures.torch_models:cnn", {"inputs": ["x:batch,3,32,32"], "tfjs_layout": "nhwc"},
-                 {"x": [2, 3, 32, 32]}),
-}
+#: every PyTorch fixture through the child, and the CNN in NHWC: export options, the fixed shape onnx2tf needs
+CHILD_CASES = {name: (fx.builder, {"inputs": list(fx.inputs)}, FIXED.get(name)) for name, fx in CATALOG.items()}
+CHILD_CASES["cnn-nhwc"] = ("fixtures.torch_models:cnn", {"inputs": ["x:batch,3,32,32"], "tfjs_layout": "nhwc"},
+                           {"x": [2, 3, 32, 32]})
 
 
-@pytest.mark.parametrize("case", list(FIXED_SHAPE_CASES))
-def test_a_fixed_shape_is_validated_with_the_childs_outputs(tmp_path, case):
-    """Where onnx2tf takes a model at fixed sizes, validation replaces the samples of other sizes,
-    and the child ran the source on those too: the model never loads here (it did crash, exit 4).
-    The transformer block: the same parity as in one process, for the TF.js model and each hop."""
+@pytest.mark.parametrize("case", list(CHILD_CASES))
+def test_every_fixture_through_the_child(tmp_path, case):
+    """What a user's command runs (a process without torch): the PyTorch half in the child. Where
+    onnx2tf takes a model at fixed sizes, validation replaces the samples of other sizes, and the
+    child ran the source on those too: the model never loads here (it did crash, exit 4). The
+    transformer block: the same parity as in one process, for the TF.js model and each hop."""
     need("torch", "onnxruntime", "onnx2tf")
     need_node()
-    builder, options, fixed = FIXED_SHAPE_CASES[case]
+    builder, options, fixed = CHILD_CASES[case]
     apart = _export(tmp_path / "apart", "1", builder, **options)
     a = apart["report"]
-    assert not apart["torch_here"] and a["verdict"] == "PASSED"
-    assert a["stages"][1]["notes"]["fixed_shape"] == fixed
-    assert any("of other sizes were replaced by seeded samples" in n for n in a["parity"]["notes"])
+    assert not apart["torch_here"] and a["verdict"] == "PASSED", a["parity"]
+    assert all(o["max_abs"] < 1e-4 for o in a["parity"]["outputs"])
+    assert a["stages"][1]["notes"].get("fixed_shape") == fixed
+    replaced = any("of other sizes were replaced by seeded samples" in n for n in a["parity"]["notes"])
+    assert replaced == (fixed is not None)  # every fixture's samples come at more than one size
     if case == "transformer":
         together = _export(tmp_path / "together", "0", builder, **options)
         t = together["report"]
