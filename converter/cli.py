@@ -256,12 +256,11 @@ def inspect(model: str, weights: str | None, trust_code: bool, signature: str | 
 
 def run(argv: list[str] | None = None) -> None:
     """The ``convertkit`` console script: :func:`main`, then a quick exit. Once TensorFlow is
-    loaded, the interpreter's own teardown (module clean-up, C++ destructors) takes about a second
-    after the work is done; by then every output is written (atomically) and the report printed, so
-    the exit handlers run, the streams are flushed, and the process ends without that teardown."""
-    from .deps import freeze_frameworks
+    loaded, the interpreter's own teardown takes about a second after the work is done; by then
+    every output is written (atomically) and the report printed (``deps.exit_now``)."""
+    from .deps import exit_now, short_lived
 
-    freeze_frameworks()  # this process ends with its command
+    short_lived()  # this process ends with its command
     try:
         main.main(args=argv, prog_name="convertkit")
         code = 0
@@ -269,17 +268,7 @@ def run(argv: list[str] | None = None) -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
-    import atexit
-    import logging
-
-    atexit._run_exitfuncs()  # e.g. an unused prestarted Node, weakref finalizers
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed pipe (convertkit ... | head): nothing more can be said
-    os._exit(code)
+    exit_now(code)
 
 
 if __name__ == "__main__":

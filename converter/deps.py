@@ -7,10 +7,13 @@ stays fast and a missing framework is a clear error instead of an ImportError tr
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from types import ModuleType
+from typing import Any, NoReturn
 
 #: top-level module -> (pip extra of convertkit that installs it, package to name)
 _EXTRAS: dict[str, str] = {
@@ -43,29 +46,64 @@ _NOISY = ("tensorflow", "tensorflowjs", "tf2onnx", "onnx2tf", "tf_keras", "keras
 #: process), and asking for one of these packages itself runs its ``__init__`` then.
 _SKIPPED_WHILE_TF_LOADS = ("jax",)
 _BARE_PACKAGES = ("tensorflowjs", "tensorflowjs.converters")
+#: Imported at module level by tensorflowjs's graph converter (tf_saved_model_conversion_v2) for what
+#: convertkit never asks of it: converting TF Hub modules, and TF Decision Forests' ops (whose import
+#: pulls in pandas). While that module imports, each is a ``_Deferred`` stand-in that imports the real
+#: package at its first use; everyone else imports them as usual. ~0.25 s and ~58 MiB here.
+_DEFERRED_BY_TFJS = ("tensorflow_hub", "tensorflow_decision_forests")
 
 
-#: Set by processes that end with their export (the CLI, isolate.py's child): see freeze_frameworks.
-_freeze = False
+#: Skipped as well where the process ends with its export (see short_lived): tf_keras, which
+#: TensorFlow imports with onnx2tf's TF_USE_LEGACY_KERAS=1, try-imports pandas to accept DataFrames in
+#: ``fit()`` (0.44 s here); convertkit never fits a model. A Python API user's process keeps it.
+_SKIPPED_WHILE_TF_LOADS_SHORT_LIVED = ("pandas",)
+
+#: Set by processes that end with their export (the CLI, isolate.py's child): see short_lived.
+_short_lived = False
 
 
-def freeze_frameworks() -> None:
-    """From now on, once a module imports, move every object alive then out of the cyclic garbage
-    collector's way (``gc.freeze``): a framework's modules, classes and functions live as long as
-    the process, and every full collection would walk them again (after TensorFlow: 340k objects,
-    0.2 s per collection; an export through onnx2tf runs several: ~0.25 s of the tiny transformer
-    block's 1.8 s of conversion). Objects still freed by reference counting are unaffected; only
-    cyclic garbage among those objects stays, so a long-lived process (the Python API) does not
-    call this."""
-    global _freeze
-    _freeze = True
+def short_lived() -> None:
+    """This process ends with its export (the CLI, isolate.py's child): it may trade what only a
+    long-lived process needs for speed. From now on:
+
+    * once a module imports, every object alive then moves out of the cyclic garbage collector's
+      way (``gc.freeze``): a framework's modules, classes and functions live as long as the
+      process, and every full collection would walk them again (after TensorFlow: 340k objects,
+      0.2 s per collection; an export through onnx2tf runs several: ~0.25 s of the tiny transformer
+      block's 1.8 s of conversion). Objects still freed by reference counting are unaffected; only
+      cyclic garbage among those objects stays.
+    * while TensorFlow loads, packages it only try-imports for features convertkit never uses are
+      skipped (``_SKIPPED_WHILE_TF_LOADS_SHORT_LIVED``): they import as usual afterwards, but the
+      module that tried keeps going without them.
+
+    A Python API user's process is left as it is."""
+    global _short_lived
+    _short_lived = True
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a short-lived process once its work is written: the exit handlers run and the streams are
+    flushed, but not the interpreter's own teardown (module clean-up, C++ destructors), which takes
+    about a second once TensorFlow, or PyTorch with transformers, is loaded (the tiny BERT's source
+    process: 1.1 s)."""
+    import atexit
+    import logging
+
+    atexit._run_exitfuncs()  # e.g. an unused prestarted Node, weakref finalizers
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed pipe (convertkit ... | head): nothing more can be said
+    os._exit(code)
 
 
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming what to install."""
     fresh = module not in sys.modules
     mod = _require(module)
-    if _freeze and fresh:
+    if _short_lived and fresh:
         import gc
 
         gc.freeze()
@@ -75,38 +113,63 @@ def require(module: str) -> ModuleType:
 def _require(module: str) -> ModuleType:
     from .errors import MissingDependencyError
 
-    if module.split(".")[0] in ("tensorflow", "tensorflowjs", "tf2onnx", "onnx2tf", "tf_keras", "keras"):
+    top = module.split(".")[0]
+    if top in _NOISY:
         # TF's oneDNN rewrites produce _Mkl* ops the TF.js converter cannot read.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # tensorflowjs imports tensorflow_decision_forests, whose banner imports IPython whenever
         # stdout is not a terminal (pytest, quiet()); IPython is not installed.
         os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
-    if module.split(".")[0] in ("transformers", "optimum"):
+    if top in ("transformers", "optimum"):
         torch_side_env()
     try:
-        if module.split(".")[0] == "tensorflowjs":
+        stand_ins: dict[str, ModuleType | None] = {}
+        if top == "tensorflowjs":
             _bare_packages(complete=module in _BARE_PACKAGES)
-        if module.split(".")[0] in _NOISY and "tensorflow" not in sys.modules:
-            from .quiet import quiet
+            stand_ins.update((m, _Deferred(m)) for m in _DEFERRED_BY_TFJS)
+        loads_tf = top in _NOISY and "tensorflow" not in sys.modules
+        if loads_tf:  # None: `import jax` raises ImportError, as if it were not installed
+            stand_ins.update(dict.fromkeys(_SKIPPED_WHILE_TF_LOADS + (_SKIPPED_WHILE_TF_LOADS_SHORT_LIVED
+                                                                      if _short_lived else ())))
+        with _standing_in(stand_ins):
+            if loads_tf:
+                from .quiet import quiet
 
-            blocked = [m for m in _SKIPPED_WHILE_TF_LOADS if m not in sys.modules]
-            try:
-                sys.modules.update(dict.fromkeys(blocked))  # None: `import jax` raises ImportError
                 with quiet():  # TF's C++ runtime prints CUDA/XLA registration errors on stderr at import
                     return importlib.import_module(module)
-            finally:
-                for m in blocked:
-                    if m in sys.modules and sys.modules[m] is None:
-                        del sys.modules[m]
-        return importlib.import_module(module)
+            return importlib.import_module(module)
     except ImportError as exc:
-        top = module.split(".")[0]
         extra = _EXTRAS.get(top, "all")
         raise MissingDependencyError(
             f"{top} is not installed or fails to import ({exc})",
             hint=f"run `make install`, or `pip install 'convertkit[{extra}]'`",
         ) from exc
+
+
+@contextlib.contextmanager
+def _standing_in(modules: dict[str, ModuleType | None]) -> Iterator[None]:
+    """``sys.modules[name] = stand_in`` for each name not imported yet, while the block runs."""
+    placed = {m: v for m, v in modules.items() if m not in sys.modules}
+    sys.modules.update(placed)
+    try:
+        yield
+    finally:
+        for m, v in placed.items():
+            if m in sys.modules and sys.modules[m] is v:
+                del sys.modules[m]
+
+
+class _Deferred(ModuleType):
+    """Stands for a package that a module imports but may never use: the first use of one of its
+    names imports the package (as usual, from then on) and answers with the real name."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # what the import system asks of a module: not a use
+            raise AttributeError(attr)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
 
 
 def torch_side_env() -> None:

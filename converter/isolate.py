@@ -177,11 +177,11 @@ def _known_outputs(pipeline: Pipeline, src: Artifact, checker: Checker, result: 
 
 def _child() -> None:
     """The child's side: ``python -c 'from converter.isolate import _child; _child()'``, the job on stdin."""
-    from .deps import freeze_frameworks, torch_side_env
+    from .deps import exit_now, short_lived, torch_side_env
 
     job = pickle.loads(sys.stdin.buffer.read())
     sys.path[:0] = [p for p in job["sys_path"] if p not in sys.path]
-    freeze_frameworks()  # this process ends with its job
+    short_lived()  # this process ends with its job
     torch_side_env()  # this process is PyTorch's side: a model's own `import transformers` too (tiny BERT: -97 MiB)
     logging.basicConfig(level=job["log_level"], format="%(name)s: %(message)s")  # as cli.main sets it
     try:
@@ -197,6 +197,6 @@ def _child() -> None:
 
         answer = ("crash", traceback.format_exc())
     Path(job["answer"]).write_bytes(pickle.dumps(answer))
-    sys.stdout.flush()
+    exit_now(0)  # the parent waits for this process to end: not for PyTorch's teardown (~1 s)
     sys.stderr.flush()
     os._exit(0)  # without the interpreter's teardown of torch (about a second): everything is written

@@ -48,22 +48,50 @@ def test_missing_framework_is_a_clear_error():
 
 def test_tensorflow_loads_without_jax_and_tensorflowjs_package_inits():
     """jax (TFLite's optional helper) and tensorflowjs's package __init__ (every converter it has)
-    are skipped while TensorFlow and the graph converter load; both work when asked for."""
+    are skipped while TensorFlow and the graph converter load, and the graph converter's TF Hub and
+    TF Decision Forests imports wait for a first use; all of them work when asked for."""
     from tests.conftest import need
 
-    need("tensorflow", "tensorflowjs.converters.tf_saved_model_conversion_v2")
+    need("tensorflow", "tensorflowjs.converters.tf_saved_model_conversion_v2", "tensorflow_hub")
     code = """
 import sys
 from converter.deps import require
-require("tensorflowjs.converters.tf_saved_model_conversion_v2")
-print("tensorflow" in sys.modules, "jax" in sys.modules, hasattr(sys.modules["tensorflowjs"], "__version__"))
+conv = require("tensorflowjs.converters.tf_saved_model_conversion_v2")
+print("tensorflow" in sys.modules, "jax" in sys.modules, hasattr(sys.modules["tensorflowjs"], "__version__"),
+      "tensorflow_hub" in sys.modules, "tensorflow_decision_forests" in sys.modules)
 import jax
 tfjs = require("tensorflowjs")
 print(bool(jax.numpy), tfjs.__version__ == tfjs.version.version, callable(tfjs.converters.convert))
+print(callable(conv.hub.resolve), conv.hub.resolve is sys.modules["tensorflow_hub"].resolve)
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["True", "False", "False", "True", "True", "True"]
+    assert r.stdout.split() == ["True", "False", "False", "False", "False", "True", "True", "True", "True", "True"]
+
+
+def test_onnx_to_tf_loads_tensorflow_with_tf_keras_only():
+    """The onnx->tf stage imports onnx2tf first, as onnx2tf's CLI does: TensorFlow then aliases
+    tf.keras to tf_keras (onnx2tf's Keras) instead of importing Keras 3 as well. A process that ends
+    with its export (the CLI) also skips pandas, which tf_keras only tries for fitting on DataFrames;
+    a Python API user's process keeps it."""
+    from tests.conftest import need
+
+    need("tensorflow", "tf_keras", "onnx2tf")
+    code = """
+import sys
+from converter import deps
+from converter.formats.tf.from_onnx import OnnxToTf
+if sys.argv[1] == "cli":
+    deps.short_lived()
+tf = [deps.require(m) for m in OnnxToTf.imports][OnnxToTf.imports.index("tensorflow")]
+pd = sys.modules["tf_keras.src.engine.data_adapter"].pd
+print("keras" in sys.modules, tf.keras.Model is sys.modules["tf_keras"].Model, "pandas" in sys.modules, pd is None)
+"""
+    for mode, pandas in (("cli", False), ("api", True)):
+        r = subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT, capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.split() == ["False", "True", str(pandas), str(not pandas)], mode
 
 
 def test_transformers_loads_pytorch_models_without_jax():
@@ -97,7 +125,7 @@ def test_frameworks_are_frozen_out_of_the_garbage_collector_only_where_asked():
 import gc, sys
 from converter import deps
 if sys.argv[1] == "freeze":
-    deps.freeze_frameworks()
+    deps.short_lived()
 deps.require("onnx")
 print(gc.get_freeze_count() > 10000)
 """
