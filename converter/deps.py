@@ -53,10 +53,11 @@ _BARE_PACKAGES = ("tensorflowjs", "tensorflowjs.converters")
 _DEFERRED_BY_TFJS = ("tensorflow_hub", "tensorflow_decision_forests")
 
 
-#: Skipped as well where the process ends with its export (see short_lived): tf_keras, which
-#: TensorFlow imports with onnx2tf's TF_USE_LEGACY_KERAS=1, try-imports pandas to accept DataFrames in
-#: ``fit()`` (0.44 s here); convertkit never fits a model. A Python API user's process keeps it.
-_SKIPPED_WHILE_TF_LOADS_SHORT_LIVED = ("pandas",)
+#: Skipped as well where the process ends with its export (see short_lived), tried by tf_keras and
+#: TensorFlow's own legacy Keras (which TensorFlow imports with onnx2tf's TF_USE_LEGACY_KERAS=1) for
+#: what convertkit never does: pandas to fit() on DataFrames (0.44 s here), scipy for sparse inputs
+#: to fit() and image augmentation (~0.2 s, 16 MiB). A Python API user's process keeps them.
+_SKIPPED_WHILE_TF_LOADS_SHORT_LIVED = ("pandas", "scipy")
 
 #: Set by processes that end with their export (the CLI, isolate.py's child): see short_lived.
 _short_lived = False
@@ -99,6 +100,11 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def loads_tensorflow(module: str) -> bool:
+    """Whether importing ``module`` imports TensorFlow."""
+    return module.split(".")[0] in _NOISY
+
+
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming what to install."""
     fresh = module not in sys.modules
@@ -114,7 +120,7 @@ def _require(module: str) -> ModuleType:
     from .errors import MissingDependencyError
 
     top = module.split(".")[0]
-    if top in _NOISY:
+    if loads_tensorflow(module):
         # TF's oneDNN rewrites produce _Mkl* ops the TF.js converter cannot read.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -128,7 +134,7 @@ def _require(module: str) -> ModuleType:
         if top == "tensorflowjs":
             _bare_packages(complete=module in _BARE_PACKAGES)
             stand_ins.update((m, _Deferred(m)) for m in _DEFERRED_BY_TFJS)
-        loads_tf = top in _NOISY and "tensorflow" not in sys.modules
+        loads_tf = loads_tensorflow(module) and "tensorflow" not in sys.modules
         if loads_tf:  # None: `import jax` raises ImportError, as if it were not installed
             stand_ins.update(dict.fromkeys(_SKIPPED_WHILE_TF_LOADS + (_SKIPPED_WHILE_TF_LOADS_SHORT_LIVED
                                                                       if _short_lived else ())))

@@ -84,11 +84,15 @@ def overlapped() -> bool:
     return os.environ.get("CONVERTKIT_ISOLATE") == "overlap"
 
 
-def _load_ahead(stages: Sequence[Stage]) -> None:
-    """Import what ``stages`` will import (their ``imports``), in order."""
-    from .deps import require
+def _load_ahead(stages: Sequence[Stage], with_tensorflow: bool) -> None:
+    """Import what ``stages`` will import (their ``imports``), in order; those that load TensorFlow
+    only ``with_tensorflow`` (the others, onnx and onnxruntime, are small: they add nothing to the
+    peak, which comes once TensorFlow is loaded)."""
+    from .deps import loads_tensorflow, require
 
     for module in dict.fromkeys(m for stage in stages for m in stage.imports):
+        if loads_tensorflow(module) and not with_tensorflow:
+            continue
         try:
             require(module)
         except ConvertkitError:
@@ -108,13 +112,12 @@ def run(request: Mapping[str, Any]) -> SourceHalf:
         # the child's stdout goes to our stderr (fd 2): a library's prints must not reach `--json` output
         proc = subprocess.Popen([sys.executable, "-c", f"from {__name__} import _child; _child()"],
                                 stdin=subprocess.PIPE, stdout=2, env=os.environ.copy())
-        # this thread only waits on the child: another may load TensorFlow meanwhile, started after the
-        # spawn (its quiet() redirects fd 2 for a while, which the child must not inherit)
-        if overlapped():
-            import threading
+        # this thread only waits on the child: another loads what the next stages import meanwhile, started
+        # after the spawn (quiet() redirects fd 2 while TensorFlow loads, which the child must not inherit)
+        import threading
 
-            loader = threading.Thread(target=_load_ahead, args=(request["pipeline"].stages[1:],), daemon=True)
-            loader.start()
+        loader = threading.Thread(target=_load_ahead, args=(request["pipeline"].stages[1:], overlapped()), daemon=True)
+        loader.start()
         proc.communicate(pickle.dumps(job))
         if not answer.is_file():
             raise RuntimeError(f"the process that loads the source model ended with status {proc.returncode} "

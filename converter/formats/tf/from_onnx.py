@@ -62,7 +62,7 @@ class OnnxToTf(Export):
     # onnx2tf before TensorFlow, as its own CLI loads them: it sets TF_USE_LEGACY_KERAS=1 first, so that
     # TensorFlow aliases tf.keras (and tf.losses, ...) to tf_keras, which onnx2tf builds its models with,
     # instead of also importing Keras 3 (~0.35 s, ~20 MiB here, for nothing)
-    imports: ClassVar[tuple[str, ...]] = ("onnx", "onnx2tf", "tensorflow", "tf_keras")
+    imports: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf_keras")
 
     tfjs_layout: str = "source"  # "source": inputs as the ONNX model takes them; "nhwc": 4-D/5-D channels-last
 
@@ -89,7 +89,7 @@ class OnnxToTf(Export):
         return [{n: list(v.shapes[n]) for n in v.fixed} for v in variants(inputs, sizes) if v.fixed]
 
     def run(self, src: Artifact, out_dir: Path) -> Artifact:
-        onnx, _, tf, _ = (require(m) for m in self.imports)
+        onnx, _, _, tf, _ = (require(m) for m in self.imports)
         model, inputs, outputs, sizes = self.prepare(src)
         if not outputs:
             raise StageError(self.name, f"{src.label} has no outputs")
