@@ -7,7 +7,10 @@ to ONNX) and computes the reference outputs; it exits before TensorFlow loads in
 Measured here: torch takes 224 MiB once imported (a transformers model more), the TensorFlow side
 with Node about 750 MiB; in one process their sum was the peak (about 960 MiB for a small CNN),
 above what the manual chain's worst step (the onnx2tf CLI, 766 MiB) needs. The cost is a second
-interpreter start (~0.2 s). Everything the rest of the export needs crosses back pickled: the
+interpreter start (~0.2 s); the child ends without the interpreter's teardown (``deps.exit_now``:
+~1.1 s with PyTorch and transformers loaded), and meanwhile this process loads what the next stages
+import short of TensorFlow (onnx, onnxruntime: nothing added to the peak, which comes with
+TensorFlow). Everything the rest of the export needs crosses back pickled: the
 source's description (without the model object), the feeds, the first stage's record and artifact
 (the ONNX file, moved into the export's work directory), and the reference outputs: on the feeds,
 and on the samples validation will put in their place if the next stage fixes dynamic dims
@@ -16,7 +19,8 @@ and on the samples validation will put in their place if the next stage fixes dy
 In-process instead: in-memory models (the Python API), example tensors, a process that has torch
 loaded already (nothing to save), routes without a TensorFlow stage, and ``CONVERTKIT_ISOLATE=0``.
 ``CONVERTKIT_ISOLATE=overlap`` trades the memory back for time: a thread here loads TensorFlow
-while the child runs (the tiny BERT: 5.5 s instead of 7.4 s, 1.1 GB instead of 790 MiB).
+while the child runs (last measured on the tiny BERT, before the savings above: 5.5 s instead of
+7.4 s, 1.1 GB instead of 790 MiB).
 Errors keep their class, message and exit code; a crash of the child is an internal error (exit 4)
 with its traceback.
 """
