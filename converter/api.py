@@ -21,6 +21,7 @@ from typing import Any
 
 from . import isolate, registry
 from .core import Artifact, Format, TensorSpec
+from .deps import framework_loading
 from .errors import UsageError
 from .fsutil import atomic_dir, check_destination
 from .parity import inputs as feeds_mod
@@ -44,8 +45,9 @@ def load(source: Any, *, weights: str | None = None, trust_code: bool = False, s
     if isinstance(source, Artifact):
         return source
     if isinstance(source, (str, Path)):
-        art = _open(source, weights=weights, trust_code=trust_code, signature=signature, output_names=output_names,
-                    task=task)
+        with framework_loading():  # in the CLI: a model's code imports its framework (transformers, ...)
+            art = _open(source, weights=weights, trust_code=trust_code, signature=signature,
+                        output_names=output_names, task=task)
         if signature and art.meta.get("signature") != signature:
             kind = art.meta.get("kind") or art.format.name
             raise UsageError(f"--signature applies to a TensorFlow SavedModel, not to {art.label} ({art.format}: {kind})")

@@ -67,12 +67,13 @@ def short_lived() -> None:
     """This process ends with its export (the CLI, isolate.py's child): it may trade what only a
     long-lived process needs for speed. From now on:
 
-    * once a module imports, every object alive then moves out of the cyclic garbage collector's
-      way (``gc.freeze``): a framework's modules, classes and functions live as long as the
-      process, and every full collection would walk them again (after TensorFlow: 340k objects,
-      0.2 s per collection; an export through onnx2tf runs several: ~0.25 s of the tiny transformer
-      block's 1.8 s of conversion). Objects still freed by reference counting are unaffected; only
-      cyclic garbage among those objects stays.
+    * a framework imports, and a source model loads, without cyclic garbage collection, and every
+      object alive then moves out of the collector's way (``gc.freeze``; ``framework_loading``): a
+      framework's modules, classes and functions live as long as the process, and every full
+      collection would walk them again (after TensorFlow: 340k objects, 0.2 s per collection; an
+      export through onnx2tf runs several: ~0.25 s of the tiny transformer block's 1.8 s of
+      conversion). Objects still freed by reference counting are unaffected; only cyclic garbage
+      made while loading stays.
     * while TensorFlow loads, packages it only try-imports for features convertkit never uses are
       skipped (``_SKIPPED_WHILE_TF_LOADS_SHORT_LIVED``): they import as usual afterwards, but the
       module that tried keeps going without them.
@@ -107,13 +108,32 @@ def loads_tensorflow(module: str) -> bool:
 
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming what to install."""
-    fresh = module not in sys.modules
-    mod = _require(module)
-    if _short_lived and fresh:
-        import gc
+    if module in sys.modules:
+        return _require(module)
+    with framework_loading():
+        return _require(module)
 
+
+@contextlib.contextmanager
+def framework_loading() -> Iterator[None]:
+    """While a framework, or a model with its code's imports, loads in a short-lived process: no
+    cyclic garbage collection (nearly everything it allocates lives as long as the process, and the
+    collector's passes walk it all again and again: TensorFlow's import here 2.3 -> 1.8 s, PyTorch
+    with the tiny BERT 3.2 -> 2.9 s), then everything alive moves out of later collections
+    (``gc.freeze``; see short_lived). Elsewhere it does nothing."""
+    if not _short_lived:
+        yield
+        return
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
         gc.freeze()
-    return mod
 
 
 def _require(module: str) -> ModuleType:

@@ -72,8 +72,8 @@ print(callable(conv.hub.resolve), conv.hub.resolve is sys.modules["tensorflow_hu
 def test_onnx_to_tf_loads_tensorflow_with_tf_keras_only():
     """The onnx->tf stage imports onnx2tf first, as onnx2tf's CLI does: TensorFlow then aliases
     tf.keras to tf_keras (onnx2tf's Keras) instead of importing Keras 3 as well. A process that ends
-    with its export (the CLI) also skips pandas, which tf_keras only tries for fitting on DataFrames;
-    a Python API user's process keeps it."""
+    with its export (the CLI) also skips pandas and scipy, which tf_keras only tries for fit() on
+    DataFrames and sparse arrays; a Python API user's process keeps them."""
     from tests.conftest import need
 
     need("tensorflow", "tf_keras", "onnx2tf")
@@ -85,13 +85,15 @@ if sys.argv[1] == "cli":
     deps.short_lived()
 tf = [deps.require(m) for m in OnnxToTf.imports][OnnxToTf.imports.index("tensorflow")]
 pd = sys.modules["tf_keras.src.engine.data_adapter"].pd
-print("keras" in sys.modules, tf.keras.Model is sys.modules["tf_keras"].Model, "pandas" in sys.modules, pd is None)
+issparse = sys.modules["tf_keras.src.engine.training_arrays_v1"].issparse
+print("keras" in sys.modules, tf.keras.Model is sys.modules["tf_keras"].Model, "pandas" in sys.modules, pd is None,
+      "scipy" in sys.modules, issparse is None)
 """
-    for mode, pandas in (("cli", False), ("api", True)):
+    for mode, pandas in (("cli", False), ("api", True)):  # pandas, and scipy alike
         r = subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT, capture_output=True, text=True,
                            env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
         assert r.returncode == 0, r.stderr[-2000:]
-        assert r.stdout.split() == ["False", "True", str(pandas), str(not pandas)], mode
+        assert r.stdout.split() == ["False", "True", *[str(pandas), str(not pandas)] * 2], mode
 
 
 def test_transformers_loads_pytorch_models_without_jax():
@@ -116,8 +118,9 @@ print("jax" in sys.modules, "tensorflow" in sys.modules, tuple(out.shape))
 
 
 def test_frameworks_are_frozen_out_of_the_garbage_collector_only_where_asked():
-    """The CLI and the isolated child freeze what a framework import leaves alive (gc.freeze);
-    a Python API user's process is left as it is."""
+    """The CLI and the isolated child import frameworks (and load models) without cyclic garbage
+    collection, then freeze what is left alive (gc.freeze); a Python API user's process is left as
+    it is."""
     from tests.conftest import need
 
     need("onnx")
@@ -128,8 +131,11 @@ if sys.argv[1] == "freeze":
     deps.short_lived()
 deps.require("onnx")
 print(gc.get_freeze_count() > 10000)
+with deps.framework_loading():
+    print(gc.isenabled())
+print(gc.isenabled())
 """
     for flag, frozen in (("freeze", "True"), ("api", "False")):
         r = subprocess.run([sys.executable, "-c", code, flag], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
-        assert r.stdout.split() == [frozen], flag
+        assert r.stdout.split() == [frozen, str(frozen == "False"), "True"], flag
