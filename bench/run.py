@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/bench")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--chain-repeat", type=int, default=1, help="repeats of the (slow) PyTorch -> TF.js comparison")
+    ap.add_argument("--chain-repeat", type=int, default=1,
+                    help="rounds of the (slow) PyTorch -> TF.js comparison (each: the chain and convertkit once)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,14 @@ RSS for both (the chain: each step, their sum, its worst step), and parity again
 both: the chain's TF.js model is run through convertkit's TfjsRunner, its feeds laid out as
 onnx2tf's CLI left the inputs (channels-last by default).
 
-    python -m bench.tfjs_chain [--out out/bench] [--repeat 1]
+    python -m bench.tfjs_chain [--out out/bench] [--repeat 1] [CASE...]
+
+``--repeat N`` runs N rounds, each the chain's three steps then convertkit, back to back.
 
 ``python -m bench.tfjs_chain export-onnx BUILDER OUT.onnx SPEC...`` is the chain's first step.
 
-Targets (issue #4): convertkit with validation at most 0.3x the chain's wall time, and a peak
+Targets (issue #4): convertkit with validation at most 0.3x the chain's wall time (the median over
+rounds of convertkit / that round's chain), and a peak
 memory no higher than the chain's worst step. Add a case to CASES (a tiny BERT, ...) by its builder
 and its ``--input`` specs.
 """

@@ -339,3 +339,44 @@ def test_tiny_bert_to_tfjs_with_a_dynamic_batch(tmp_path):
             want = _torch_outputs(builder, feeds)[0]
             got = runner.infer({k: v.astype(np.int32) for k, v in feeds.items()})["output"]
             np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_onnx2tf_graph_is_written_to_tfjs_as_it_is(tmp_path):
+    """tf->tfjs writes onnx->tf's frozen graph (placeholders, named outputs, no functions) without
+    tracing it again: the same ops, weights and TF.js outputs as the traced path it skips."""
+    need_chain()
+    import collections
+
+    import converter
+    from converter.deps import require
+    from converter.formats.tf.from_onnx import OnnxToTf
+    from converter.formats.tf.runner import tf_callable
+    from converter.formats.tfjs.from_tf import TfToTfjs, as_written
+    from converter.formats.tfjs.graph import write_from_callable
+    from converter.parity.inputs import make_feeds
+
+    fx = CATALOG["cnn"]
+    converter.export(fx.builder, to="onnx", out_dir=tmp_path / "onnx", inputs=list(fx.inputs), check=False)
+    tf_model = OnnxToTf().run(converter.load(str(tmp_path / "onnx" / "model.onnx")), _mkdir(tmp_path / "tf"))
+    tf = require("tensorflow")
+    assert as_written(tf_model, tf) is not None
+    direct = TfToTfjs().run(tf_model, _mkdir(tmp_path / "direct"))
+    call = tf_callable(tf_model, tf)
+    write_from_callable(call.fn, call.input_names, tf_model.inputs, call.output_names, _mkdir(tmp_path / "traced"),
+                        stage="test")
+
+    def ops(d: Path) -> collections.Counter:
+        return collections.Counter(n["op"] for n in _model_json(d)["modelTopology"]["node"])
+
+    assert ops(tmp_path / "direct") == ops(tmp_path / "traced")
+    shards = sorted(p.name for p in (tmp_path / "direct").glob("*.bin"))
+    assert shards and all((tmp_path / "direct" / n).read_bytes() == (tmp_path / "traced" / n).read_bytes()
+                          for n in shards)
+    feed = make_feeds(list(direct.inputs), samples=1, seed=3)[0]
+    got, want = _tfjs_outputs(tmp_path / "direct", feed), _tfjs_outputs(tmp_path / "traced", feed)
+    assert list(got) == list(want) and all(np.array_equal(got[k], want[k]) for k in got)
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True)
+    return p
