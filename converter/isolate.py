@@ -204,5 +204,3 @@ def _child() -> None:
         answer = ("crash", traceback.format_exc())
     Path(job["answer"]).write_bytes(pickle.dumps(answer))
     exit_now(0)  # the parent waits for this process to end: not for PyTorch's teardown (~1 s)
-    sys.stderr.flush()
-    os._exit(0)  # without the interpreter's teardown of torch (about a second): everything is written

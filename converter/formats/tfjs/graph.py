@@ -135,7 +135,7 @@ def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: 
     rewritten = rewrite_erfc(graph_def, tf)  # exact GELU lowers to Erfc, which TF.js lacks
     if rewritten:
         rewrites["Erfc -> 1 - Erf"] = rewritten
-    with quiet(*_TF_LOGGERS):  # its import warns (tensorflow_hub: pkg_resources is deprecated)
+    with quiet(*_TF_LOGGERS):  # its import may log (TensorFlow's loggers)
         conv = require("tensorflowjs.converters.tf_saved_model_conversion_v2")
     from google.protobuf.json_format import MessageToDict
     from tensorflow.core.protobuf import meta_graph_pb2
