@@ -72,7 +72,9 @@ def dynamic_names(specs: Iterable[TensorSpec]) -> list[str]:
 def concrete_shape(spec: TensorSpec, sizes: Mapping[str, int]) -> tuple[int, ...]:
     if spec.shape is None:
         raise UsageError(f"input '{spec.name}' has unknown rank", hint="give its shape with --input NAME:DIMS")
-    return tuple(d if isinstance(d, int) else sizes.get(d, 1) if d else 1 for d in spec.shape)
+    # a negative int is an unknown dim some exporters write as -1: sized like an unnamed one
+    return tuple(d if isinstance(d, int) and d >= 0 else sizes.get(d, 1) if isinstance(d, str) else 1
+                 for d in spec.shape)
 
 
 def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) -> list[dict]:

@@ -25,14 +25,25 @@ def model_path(path: Path) -> Path:
 def load_proto(path: Path, *, weights: bool = True) -> Any:
     onnx = require("onnx")
     try:
-        return onnx.load(str(path), load_external_data=weights)
+        model = onnx.load(str(path), load_external_data=weights)
     except Exception as exc:
         raise InputError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0][:200]})",
                          hint="check the file is complete; re-export it") from exc
+    clear_unknown_dims(model)
+    return model
 
 
 _ELEM = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
          10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+
+
+def _dim(d: Any, axis: int) -> int | str | None:
+    """One ONNX dim as a Dim. Paddle2ONNX and older exporters write an unknown dim as -1 or 0: it is
+    dynamic, named by its axis (``unk_0``) so that the same axis of several inputs (a batch, a
+    sequence) gets the same sample size."""
+    if d.HasField("dim_value"):
+        return d.dim_value if d.dim_value > 0 else f"unk_{axis}"
+    return d.dim_param or None
 
 
 def _specs(values: Any, skip: set[str] = frozenset()) -> tuple[TensorSpec, ...]:
@@ -43,9 +54,24 @@ def _specs(values: Any, skip: set[str] = frozenset()) -> tuple[TensorSpec, ...]:
         t = v.type.tensor_type
         shape = None
         if t.HasField("shape"):
-            shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+            shape = tuple(_dim(d, i) for i, d in enumerate(t.shape.dim))
         out.append(TensorSpec(v.name, shape, _ELEM.get(t.elem_type, f"onnx:{t.elem_type}")))
     return tuple(out)
+
+
+def clear_unknown_dims(model: Any) -> int:
+    """Dims written as -1 or 0 (Paddle2ONNX, older exporters) in the graph's inputs, outputs and
+    value_info become dynamic dims named by their axis, in place, as ``_dim`` reads them: every
+    reader then sees a dynamic dim (onnxruntime takes a -1 as dynamic but a 0 as a fixed 0; onnx2tf
+    fails on a -1). Returns how many were rewritten."""
+    inits = {i.name for i in model.graph.initializer}
+    cleared = 0
+    for v in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        for axis, d in enumerate(v.type.tensor_type.shape.dim if v.name not in inits else ()):
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                d.dim_param = _dim(d, axis)
+                cleared += 1
+    return cleared
 
 
 def io_specs(model: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

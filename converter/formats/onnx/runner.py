@@ -19,6 +19,8 @@ class OrtRunner(Runner):
         opts.log_severity_level = 4  # failures are raised with their message; no log spam
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            if _unknown_written_as_number(self.session):
+                self.session = _session_with_dynamic_dims(ort, path, opts)
         except Exception as exc:
             why = first_line(exc, join_lines=True, fallback=False, limit=400)
             raise ConversionError(f"onnxruntime cannot load {path}: {why}",
@@ -39,6 +41,19 @@ class OrtRunner(Runner):
             why = first_line(exc, join_lines=True, fallback=False, limit=400)
             raise ConversionError(f"onnxruntime failed running {model_path(self.artifact.path)}: {why}") from exc
         return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), outs)}
+
+
+def _unknown_written_as_number(session: Any) -> bool:
+    return any(isinstance(d, int) and d <= 0 for i in session.get_inputs() for d in i.shape)
+
+
+def _session_with_dynamic_dims(ort: Any, path: Any, opts: Any) -> Any:
+    """Inputs whose dims are written -1 or 0 (Paddle2ONNX, older exporters) take any size: the
+    session runs the model as load_proto reads it, with those dims unknown."""
+    from . import load_proto
+
+    model = load_proto(path)
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 _NP = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
