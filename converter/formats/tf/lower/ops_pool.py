@@ -1,0 +1,154 @@
+"""Pooling, lowered channels-last onto TF's MaxPool / AvgPool kernels.
+
+Pads TF's "SAME" does not reproduce become an explicit Pad (-inf for max, 0 for average) before a
+"VALID" pool; ceil_mode is extra end padding that the average does not count. An average that must
+not count padding divides by the same pool of a mask of ones. Dilated windows have no TF kernel:
+they are the max / sum of one strided slice per kernel tap (cheap for the small kernels that use
+them). Global pools reduce over the spatial axes wherever they are, so they keep the input's layout.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from . import spatial
+from .registry import op
+from .values import V, channels_last
+
+_POOL = {"max": {2: "max_pool2d", 3: "max_pool3d"}, "avg": {2: "avg_pool2d", 3: "avg_pool3d"}}
+
+
+class _Pool:
+    """One pooling node's input (channels-last, 1-D as 2-D), window and paddings."""
+
+    def __init__(self, cx: Any, node: Any, x: V) -> None:
+        self.rank = x.rank
+        n = self.rank - 2
+        if n not in (1, 2, 3):
+            cx.fail(node, f"{n}-D pooling is not supported (1-D, 2-D and 3-D are)")
+        self.n = n
+        xp = cx.physical(x, channels_last(self.rank))
+        self.win = spatial.window(cx, node, tuple(cx.attr(node, "kernel_shape")))
+        size = spatial.sizes(cx, xp, n)
+        self.pads = spatial.pads(cx, node, size, self.win)
+        ceil = bool(cx.attr(node, "ceil_mode", 0))
+        self.extra = spatial.ceil_extra(cx, size, self.pads, self.win) if ceil else [0] * n
+        self.same = not spatial.is_zero(self.pads) and spatial.same_upper(size, self.win, self.pads) and not ceil
+        if n == 1:  # TF's 1-D pools are 2-D ones over (1, W)
+            xp = cx.tf.expand_dims(xp, 1)
+            self.win = self.win.expanded()
+            self.pads = [(0, 0), *self.pads]
+            self.extra = [0, *self.extra]
+        self.x = xp
+
+    def out(self, y: Any) -> V:
+        return V(y[:, 0] if self.n == 1 else y, channels_last(self.rank))
+
+    def all_pads(self) -> list:
+        return [(b, e + x) for (b, e), x in zip(self.pads, self.extra)]
+
+
+def _pool(cx: Any, x: Any, win: spatial.Window, kind: str, padding: str) -> Any:
+    """TF's pool kernel (kind "max" or "avg") over a channels-last x, or taps where dilated."""
+    if all(d == 1 for d in win.dilations):
+        fn = getattr(cx.tf.nn, _POOL[kind][len(win.kernel)])
+        return fn(x, ksize=win.kernel, strides=win.strides, padding=padding)
+    return _taps(cx, x, win, kind)
+
+
+def _taps(cx: Any, x: Any, win: spatial.Window, kind: str) -> Any:
+    """A dilated VALID pool as the max / mean of one strided slice per kernel tap."""
+    tf = cx.tf
+    size = spatial.sizes(cx, x, len(win.kernel))
+    count = [(s - eff) // st + 1 for s, eff, st in zip(size, win.effective, win.strides)]
+    parts = []
+    for tap in itertools.product(*(range(k) for k in win.kernel)):
+        begin = [t * d for t, d in zip(tap, win.dilations)]
+        end = [b + (c - 1) * st + 1 for b, c, st in zip(begin, count, win.strides)]
+        parts.append(tf.strided_slice(x, _vec(cx, [0, *begin, 0]), _vec(cx, [0, *end, 0]), [1, *win.strides, 1],
+                                      begin_mask=1 | (1 << (len(size) + 1)), end_mask=1 | (1 << (len(size) + 1))))
+    if kind == "max":
+        out = parts[0]
+        for p in parts[1:]:
+            out = tf.maximum(out, p)
+        return out
+    return tf.add_n(parts) / tf.cast(len(parts), x.dtype)
+
+
+def _vec(cx: Any, values: list) -> Any:
+    if all(isinstance(v, int) for v in values):
+        return values
+    return cx.tf.stack([cx.tf.cast(v, cx.tf.int32) for v in values])
+
+
+@op("MaxPool", since=1)
+def max_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V | None]:
+    p = _Pool(cx, node, ins[0])
+    if len(node.output) > 1 and node.output[1]:
+        cx.fail(node, "MaxPool's Indices output is not supported")
+    if p.same:
+        y = _pool(cx, p.x, p.win, "max", "SAME")
+    else:
+        y = _pool(cx, spatial.pad(cx, p.x, p.all_pads(), spatial.lowest(cx, p.x.dtype)), p.win, "max", "VALID")
+    return [p.out(y)]
+
+
+@op("AveragePool", since=1)
+def average_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    p = _Pool(cx, node, ins[0])
+    include = bool(cx.attr(node, "count_include_pad", 0))
+    if p.same and not include:  # TF's SAME average counts only the input, as count_include_pad=0
+        return [p.out(_pool(cx, p.x, p.win, "avg", "SAME"))]
+    return [p.out(_average(cx, p, p.x, include))]
+
+
+def _average(cx: Any, p: _Pool, x: Any, include: bool) -> Any:
+    """Mean over each window of zero-padded x, counting the padding only if ``include`` (never the
+    ceil_mode extension)."""
+    tf = cx.tf
+    y = _pool(cx, spatial.pad(cx, x, p.all_pads()), p.win, "avg", "VALID")
+    counted = p.pads if include else [(0, 0)] * len(p.pads)
+    uncounted = [(b - c, e + x_ - ce) for (b, e), x_, (c, ce) in zip(p.pads, p.extra, counted)]
+    if spatial.is_zero(uncounted):
+        return y
+    ones = tf.ones_like(x[:1, ..., :1])
+    mask = spatial.pad(cx, spatial.pad(cx, ones, counted, 1.0), uncounted, 0.0)
+    return y / _pool(cx, mask, p.win, "avg", "VALID")
+
+
+@op("LpPool", since=1)
+def lp_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    p = _Pool(cx, node, ins[0])
+    power = float(cx.attr(node, "p", 2))
+    area = 1
+    for k in p.win.kernel:
+        area *= k
+    powered = cx.tf.pow(cx.tf.abs(p.x), power)
+    y = _pool(cx, spatial.pad(cx, powered, p.all_pads()), p.win, "avg", "VALID") * area
+    return [p.out(cx.tf.pow(y, 1.0 / power))]
+
+
+def _spatial_axes(cx: Any, x: V) -> list[int]:
+    return sorted(cx.axis(x, a) for a in range(2, x.rank))
+
+
+@op("GlobalAveragePool", since=1)
+def global_average_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    x = ins[0]
+    return [V(cx.tf.reduce_mean(x.t, axis=_spatial_axes(cx, x), keepdims=True), x.perm)]
+
+
+@op("GlobalMaxPool", since=1)
+def global_max_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    x = ins[0]
+    return [V(cx.tf.reduce_max(x.t, axis=_spatial_axes(cx, x), keepdims=True), x.perm)]
+
+
+@op("GlobalLpPool", since=1)
+def global_lp_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    x = ins[0]
+    tf = cx.tf
+    power = float(cx.attr(node, "p", 2))
+    total = tf.reduce_sum(tf.pow(tf.abs(x.t), power), axis=_spatial_axes(cx, x), keepdims=True)
+    return [V(tf.pow(total, 1.0 / power), x.perm)]
