@@ -42,6 +42,7 @@ from ...quiet import quiet
 from .. import onnx as onnx_fmt
 from . import FORMAT
 from . import onnx_prep as prep
+from .naming import rename_outputs
 from .self_check import self_check, worst
 
 logger = logging.getLogger(__name__)
@@ -292,7 +293,7 @@ def freeze(tf: Any, keras_model: Any, inputs: Sequence[TensorSpec], outputs: Seq
     out_tensors = [t.name for t in frozen.outputs]
     if in_tensors != [s.name for s in specs]:
         raise _Failed(f"the frozen graph's inputs are {in_tensors}, expected {[s.name for s in specs]}")
-    _rename_outputs(graph_def, out_tensors, out_names)
+    rename_outputs(graph_def, out_tensors, out_names)
     out_specs = tuple(TensorSpec(n, o.shape, o.dtype) for n, o in zip(out_names, outputs))
     if layouts:
         notes["input_layout"] = layouts
@@ -303,32 +304,6 @@ def freeze(tf: Any, keras_model: Any, inputs: Sequence[TensorSpec], outputs: Seq
                                "onnx2tf_attempts): the TensorFlow and TF.js models take fixed shapes "
                                + shapes_text(notes["fixed_shape"]) + "; choose the sizes with --input NAME:DIMS")
     return _Result(graph_def, tuple(specs), out_specs, notes, frozen, perms)
-
-
-def _rename_outputs(graph_def: Any, tensors: Sequence[str], names: Sequence[str]) -> None:
-    """Give the output nodes (Identity, read by nothing) the ONNX output names, in place."""
-    by_name = {n.name: n for n in graph_def.node}
-    for tensor, name in zip(tensors, names):
-        node_name = tensor.split(":")[0]
-        if node_name == name:
-            continue
-        clash = by_name.get(name)
-        if clash is not None:  # an inner node has the name: it moves aside (inputs that read it follow)
-            _rename_node(graph_def, clash.name, f"{name}/inner")
-            by_name[f"{name}/inner"] = by_name.pop(name)
-        _rename_node(graph_def, node_name, name)
-        by_name[name] = by_name.pop(node_name)
-
-
-def _rename_node(graph_def: Any, old: str, new: str) -> None:
-    for node in graph_def.node:
-        if node.name == old:
-            node.name = new
-        for i, inp in enumerate(node.input):
-            ctrl, base = ("^", inp[1:]) if inp.startswith("^") else ("", inp)
-            head, sep, port = base.partition(":")
-            if head == old:
-                node.input[i] = f"{ctrl}{new}{sep}{port}"
 
 
 def _identity(shape: Sequence[Any]) -> tuple[int, ...]:
