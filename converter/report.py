@@ -92,7 +92,7 @@ def render(report: RunReport, console: Any = None) -> None:
         for o in report.parity.outputs:
             style = "green" if o.passed else "bold red"
             pt.add_row(escape(o.name), f"[{style}]{o.status}[/]", _f(o.max_abs), _f(o.max_rel), _f(o.mean_abs),
-                       _f(o.p99_abs), _f(o.cosine, ".6f"), _f(o.top1, ".3f"), _f(o.atol_needed))
+                       _f(o.p99_abs), _f(o.cosine, ".6f"), _top1(o), _f(o.atol_needed))
         console.print(pt)
         for o in report.parity.failures():
             console.print(f"[bold red]{escape(o.name)}[/]: {escape(str(o.message))}")
@@ -103,6 +103,12 @@ def render(report: RunReport, console: Any = None) -> None:
     color = {PASSED: "green", FAILED: "bold red", UNCHECKED: "yellow"}[report.verdict]
     where = f" -> {escape(report.artifact)}" if report.artifact else ""
     console.print(f"[{color}]{report.verdict}[/]{where}")
+
+
+def _top1(o: Any) -> str:
+    """Top-1 agreement over the clear rows, with the near-tie rows it left out (see parity.compare)."""
+    ties = f" ({o.top1_near_ties} near-tie)" if o.top1_near_ties else ""
+    return ("-" if o.top1 is None else f"{o.top1:.3f}") + ties
 
 
 def _ops(s: StageRecord) -> str:

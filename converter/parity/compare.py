@@ -4,6 +4,14 @@ Shape, dtype, missing outputs and NaN/Inf in the candidate always fail. Numeric 
 any element breaks ``|got - ref| <= atol + rtol * |ref|`` or, where the tolerance sets them,
 cosine similarity or top-1 agreement fall below their thresholds. Every output also says which
 atol (at the given rtol) and which rtol (at the given atol) would have passed.
+
+Top-1 agreement (2-D float outputs: rows of logits or scores) counts only CLEAR decisions: a row
+whose reference top-2 margin is within the error the tolerance allows cannot be called a flip,
+since any result inside the tolerance may reorder it. The allowed error of a row is the elementwise
+band at its top score, ``atol + rtol * |ref_top|``, and, where the tolerance sets ``min_cosine``, the
+RMS error that cosine allows, ``sqrt(2 * (1 - min_cosine)) * rms(row)`` (cosine c ~ relative RMS error
+sqrt(2(1 - c))): the smaller of the two. Rows within it are left out and counted (``top1_near_ties``);
+when every row is a near-tie, top-1 is not judged.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ class OutputParity:
     mean_abs: float | None = None
     p99_abs: float | None = None
     cosine: float | None = None
-    top1: float | None = None
+    top1: float | None = None  # agreement over the clear rows (see the module docstring)
+    top1_rows: int | None = None  # rows that were clear decisions
+    top1_near_ties: int | None = None  # rows left out: reference top-2 margin within the allowed error
     atol_needed: float | None = None  # smallest atol that passes at the tolerance's rtol
     rtol_needed: float | None = None  # smallest rtol that passes at the tolerance's atol
     message: str = ""
@@ -131,7 +141,7 @@ def _compare_one(name: str, cname: str, refs: list, gots: list, tol: Tolerance, 
         nref += float(r64 @ r64)
         ngot += float(g64 @ g64)
         if r.ndim == 2 and r.shape[1] > 1 and r.dtype.kind == "f":
-            top1.append(np.argmax(r, axis=1) == np.argmax(g, axis=1))
+            top1.append(_top1_rows(r.astype(np.float64), g.astype(np.float64), tol, np))
     d, a = np.concatenate(diffs), np.concatenate(refabs)
     if d.size == 0:
         res.max_abs = res.mean_abs = res.p99_abs = res.max_rel = 0.0
@@ -140,7 +150,9 @@ def _compare_one(name: str, cname: str, refs: list, gots: list, tol: Tolerance, 
     res.max_rel = float(np.max(d / np.maximum(a, 1e-12)))
     res.cosine = 1.0 if nref == 0 and ngot == 0 else float(dots / (np.sqrt(nref * ngot) or 1.0))
     if top1:
-        res.top1 = float(np.concatenate(top1).mean())
+        agree, clear = np.concatenate([a for a, _ in top1]), np.concatenate([c for _, c in top1])
+        res.top1_rows, res.top1_near_ties = int(clear.sum()), int((~clear).sum())
+        res.top1 = float(agree[clear].mean()) if clear.any() else None
     res.atol_needed = float(max(0.0, np.max(d - tol.rtol * a)))
     over = d > tol.atol
     res.rtol_needed = 0.0 if not over.any() else float(np.max((d[over] - tol.atol) / np.maximum(a[over], 1e-30)))
@@ -155,3 +167,15 @@ def _compare_one(name: str, cname: str, refs: list, gots: list, tol: Tolerance, 
     if problems:
         res.status, res.message = TOLERANCE, "; ".join(problems)
     return res
+
+
+def _top1_rows(r: Any, g: Any, tol: Tolerance, np: Any) -> tuple[Any, Any]:
+    """(argmax agrees, the row is a clear decision) per row of a 2-D output."""
+    agree = np.argmax(r, axis=1) == np.argmax(g, axis=1)
+    top2 = np.sort(r, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    allowed = tol.atol + tol.rtol * np.abs(top2[:, 1])
+    if tol.min_cosine is not None:
+        rms = np.sqrt(np.mean(r * r, axis=1))
+        allowed = np.minimum(allowed, np.sqrt(2.0 * max(0.0, 1.0 - tol.min_cosine)) * rms)
+    return agree, margin > allowed

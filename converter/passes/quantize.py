@@ -58,6 +58,8 @@ from ..errors import StageError
 from ..formats import onnx as onnx_fmt
 from ..quiet import quiet
 from . import onnx_graph as g
+from .int8_target import TARGETS, cpu_features, numerics_note, saturation
+from .quantize_ladder import Ladder
 
 INT8 = Tolerance(atol=0.5, rtol=0.2, min_cosine=0.99, min_top1=0.9)
 MODES = ("dynamic", "static")
@@ -78,10 +80,13 @@ class Variant:
     per_channel: bool
     exclude: tuple[str, ...] = ()
     why: tuple[str, ...] = ()
+    reduce_range: bool = True
+    static: bool = False  # a dynamic request's last remedy: QDQ with calibrated activation ranges
 
     @property
     def label(self) -> str:
-        base = "per-channel" if self.per_channel else "per-tensor"
+        base = ("static QDQ, " if self.static else "") + ("per-channel" if self.per_channel else "per-tensor")
+        base += "" if self.reduce_range else ", 8-bit weights"
         return base + (f", {len(self.exclude)} node(s) in fp32" if self.exclude else "")
 
 
@@ -97,6 +102,7 @@ class Quantize(Pass):
     method: str = "minmax"
     calibration: str | None = None
     max_excluded: int = 3
+    target: str = "portable"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -107,6 +113,8 @@ class Quantize(Pass):
             raise ValueError("calibration and method apply to mode=static (dynamic needs no data)")
         if self.max_excluded < 0:
             raise ValueError("max_excluded must be >= 0")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, not '{self.target}'")
 
     def run(self, src: Artifact, out_dir: Path, check: Any = None) -> Artifact:
         ort = require("onnxruntime")
@@ -116,89 +124,77 @@ class Quantize(Pass):
         work.mkdir(parents=True, exist_ok=True)
         model = g.strip_value_info(g.name_nodes(g.load_model(src)))
         prepared = g.save(model, work / "prepared.onnx")
-        src_outputs = g.run(g.session(model), feeds)
-        judge = g.Judge(check, src_outputs, feeds, self.tolerance)
+        judge = g.Judge(check, g.run(g.session(model), feeds), feeds, self.tolerance)
         meta: dict[str, Any] = {"tool": f"onnxruntime.quantization {ort.__version__}", "mode": self.mode,
                                 "measured_against": judge.against}
-        ops: tuple[str, ...]
+        calib = g.load_calibration(self.calibration, src) if self.calibration else feeds
         if self.mode == "static":
-            calib = g.load_calibration(self.calibration, src) if self.calibration else feeds
             meta["calibration"] = {"method": self.method, "samples": len(calib),
                                    "data": self.calibration or feeds_from}
             if not self.calibration:
                 meta["calibration"]["warning"] = (
                     f"calibrated on {feeds_from}: give calibration=FEEDS.npz with real inputs for better "
                     "activation ranges (parity measured on the calibration data itself is optimistic)")
-            build: _Dynamic | _Static = _Static(prepared, feeds, calib, self.method)
-            ops = STATIC_OPS
-        else:
-            build = _Dynamic(prepared, feeds)
-            ops = DYNAMIC_OPS
+        dynamic = _Dynamic(prepared, feeds)
+        static = _Static(prepared, feeds, calib, self.method)
+        ops = STATIC_OPS if self.mode == "static" else DYNAMIC_OPS
         candidates = [n.name for n in model.graph.node if n.op_type in ops and _quantizable(n, model, self.mode)]
-        budget = min(self.max_excluded, len(candidates) // 2)
-
-        pre: dict[str, str] = _sentinel_nodes(model, calib, candidates) if self.mode == "static" else {}
+        pre = _sentinel_nodes(model, calib, candidates) if self.mode == "static" else {}
+        ladder = Ladder(self, model, feeds, candidates, pre, meta, static_exclude=lambda: _sentinel_nodes(
+            model, calib, [n.name for n in model.graph.node if n.op_type in STATIC_OPS]))
         attempts: list[dict[str, Any]] = []
         best: tuple[float, Path, Variant, dict[str, Any]] | None = None
-        variants = [Variant(pc, tuple(pre), tuple(pre.values()))
-                    for pc in ([self.per_channel] + ([True] if not self.per_channel else []))]
-        k, ranking, chosen = 0, None, None
-        loaded: dict[bool, bool] = {}  # per_channel -> did that variant load
-        while variants:
-            v = variants.pop(0)
+        chosen = None
+        for v in ladder:
             path = work / f"candidate-{len(attempts)}.onnx"
+            build = static if (v.static or self.mode == "static") else dynamic
             built = build(v, path)
-            loaded.setdefault(v.per_channel, built is not None)
             if built is None:
                 attempts.append({"variant": v.label, "result": f"not loadable: {build.last_error}"})
-            else:
-                art = g.artifact_for(src, path)
-                passed, summary, info = judge(art, built)
-                attempts.append({"variant": v.label, "result": summary, **info})
-                if best is None or g.score(info) > best[0]:
-                    best = (g.score(info), path, v, info)
-                if passed:
-                    chosen = (path, v)
-                    break
-            if not variants and k < budget:  # next remedy: keep the nodes that add the most error in fp32
-                if ranking is None:
-                    ranking = self._rank(model, best, feeds, candidates, meta)
-                k += 1
-                if len(ranking) >= k:
-                    top = ranking[:k]
-                    per_channel = loaded.get(True, not loaded.get(False, False))  # remedies add up
-                    variants.append(Variant(per_channel, (*pre, *(n for n, _ in top)),
-                                            (*pre.values(), *(f"adds {e:.3g} relative error at its output"
-                                                              for _, e in top))))
+                ladder.failed(v, loaded=False)
+                continue
+            passed, summary, info = judge(g.artifact_for(src, path), built)
+            attempts.append({"variant": v.label, "result": summary, **info})
+            if best is None or g.score(info) > best[0]:
+                best = (g.score(info), path, v, info)
+            if passed:
+                chosen = (path, v)
+                break
+            ladder.failed(v, loaded=True, path=path, score=g.score(info))
         if best is None:
             raise StageError(self.name, "no quantized variant loads in onnxruntime: " + "; ".join(
                 a["result"] for a in attempts)[:500], hint="try mode=dynamic, or skip -p quantize for this model")
         path, v = chosen if chosen else (best[1], best[2])
-        meta.update(build.describe())
-        meta["per_channel"] = v.per_channel
-        meta["kept_fp32"] = [{"node": n, "op": _op(model, n), "why": w} for n, w in zip(v.exclude, v.why)]
-        meta["attempts"] = attempts
+        self._describe(meta, model, path, v, static if (v.static or self.mode == "static") else dynamic, attempts)
         if chosen:
             meta["verdict"] = f"met the int8 tolerance with the {v.label} variant"
         else:
             meta["verdict"] = (f"no variant met the tolerance (tried {len(attempts)}); the best ({v.label}, "
                                f"cosine {best[3].get('cosine')}) is kept for inspection: validation will fail")
-        written = {n.op_type for n in onnx_fmt.load_proto(path, weights=False).graph.node}
-        if not written & {"MatMulInteger", "ConvInteger", "QuantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul"}:
-            meta["note"] = "nothing was quantized: no node the tool quantizes (MatMul/Gemm/Conv with a constant weight, ...)"
         final = g.finish(path, out_dir, work)
         return g.artifact_for(src, final, meta)
 
-    def _rank(self, model: Any, best: Any, feeds: list, candidates: list[str], meta: dict) -> list[tuple[str, float]]:
-        if best is None:
-            return []
-        try:
-            ranking = g.node_error_growth(model, best[1], feeds, candidates)
-        except Exception as exc:  # the ranking is a heuristic; without it the remedy is skipped
-            meta["ranking_error"] = " ".join(str(exc).split())[:200]
-            return []
-        meta["most_sensitive"] = [{"node": n, "error_added": round(e, 4)} for n, e in ranking[:5]]
-        return [(n, e) for n, e in ranking if e > 0]
+    def _describe(self, meta: dict[str, Any], model: Any, path: Path, v: Variant, build: Any,
+                  attempts: list[dict[str, Any]]) -> None:
+        """The chosen variant's settings, what it kept in fp32, the CPU it was validated on, and whether
+        its int8 products are exact on every CPU (read back from the written file)."""
+        onnx = require("onnx")
+        meta.update(build.describe())
+        meta["per_channel"] = v.per_channel
+        meta["kept_fp32"] = [{"node": n, "op": _op(model, n), "why": w} for n, w in zip(v.exclude, v.why)]
+        meta["attempts"] = attempts
+        written = onnx.load(str(path))
+        sat = saturation(written)
+        target = TARGETS[self.target]
+        meta["int8"] = {"target": target.name, "reduce_range": v.reduce_range, "why": target.why,
+                        **({"static_remedy": True} if v.static else {}), **sat.to_json()}
+        meta["cpu"] = cpu_features()
+        note = numerics_note(target, meta["cpu"], sat.free)
+        if note:
+            meta["int8"]["numerics_note"] = note
+        ops = {n.op_type for n in written.graph.node}
+        if not ops & {"MatMulInteger", "ConvInteger", "QuantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul"}:
+            meta["note"] = "nothing was quantized: no node the tool quantizes (MatMul/Gemm/Conv with a constant weight, ...)"
 
 
 def _sentinel_nodes(model: Any, calib: list[dict[str, Any]], candidates: list[str]) -> dict[str, str]:
@@ -246,6 +242,7 @@ class _Dynamic:
                 with quiet():
                     q.quantize_dynamic(str(self.prepared), str(path), weight_type=getattr(q.QuantType, wt),
                                        per_channel=v.per_channel, nodes_to_exclude=exclude,
+                                       reduce_range=v.reduce_range and wt == "QInt8",  # U8U8 cannot saturate
                                        op_types_to_quantize=list(ops) if ops else None,
                                        extra_options={"MatMulConstBOnly": True})
             except Exception as exc:
@@ -287,7 +284,8 @@ class _Static:
                 q.quantize_static(str(self.prepared), str(path), _reader(q, self.calib), quant_format=q.QuantFormat.QDQ,
                                   per_channel=v.per_channel, calibrate_method=method,
                                   activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-                                  nodes_to_exclude=list(v.exclude), extra_options={"CalibStridedMinMax": 1})
+                                  nodes_to_exclude=list(v.exclude), reduce_range=v.reduce_range,
+                                  extra_options={"CalibStridedMinMax": 1})
         except Exception as exc:
             self.last_error = f"quantize_static failed: {' '.join(str(exc).split())[:200]}"
             return None
