@@ -23,8 +23,8 @@ class Ctx:
         self.np = np
         self.opset = opset
         self.opsets = opsets or {"": opset}  # every domain's opset
-        self._static: dict[int, tuple[Any, Any]] = {}  # id(tensor) -> (tensor kept alive, ONNX-order array)
-        self._laid: dict[tuple[int, tuple[int, ...] | None], tuple[Any, Any]] = {}  # (id, perm) -> (src, out)
+        self._static: dict[int, tuple[Any, Any]] = {}  # id(tensor) -> (tensor kept alive, its physical values)
+        self._laid: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # (id, have, want) -> (src, out)
         self.transposes = 0  # Transposes the bookkeeping had to add (materialisations)
 
     # -- attributes and constants ------------------------------------------------------------
@@ -49,34 +49,39 @@ class Ctx:
         """The value in ONNX order when it is known at conversion time, else None."""
         if v is None:
             return None
-        hit = self._static.get(id(v.t))
-        if hit is not None and hit[0] is v.t:
+        phys = self._physical_value(v.t)
+        if phys is None:
+            return None
+        return phys if is_identity(v.perm) else self.np.transpose(phys, inverse(v.perm))
+
+    def _physical_value(self, t: Any) -> Any:
+        """The tensor's own (physical) values when known at conversion time; remembered."""
+        hit = self._static.get(id(t))
+        if hit is not None and hit[0] is t:
             return hit[1]
         arr = None
-        if hasattr(v.t, "numpy") and self.tf.executing_eagerly():
+        if hasattr(t, "numpy") and self.tf.executing_eagerly():
             try:
-                arr = v.t.numpy()
+                arr = t.numpy()
             except Exception:  # a graph tensor outside its graph
                 arr = None
         if arr is None:
             try:
-                arr = self.tf.get_static_value(v.t)
+                arr = self.tf.get_static_value(t)
             except Exception:  # TensorFlow could not fold it
                 arr = None
         if arr is None:
             return None
         arr = self.np.asarray(arr)
-        if not is_identity(v.perm):
-            arr = self.np.transpose(arr, inverse(v.perm))
-        self._static[id(v.t)] = (v.t, arr)
+        self._static[id(t)] = (t, arr)
         return arr
 
     def const(self, array: Any, perm: Sequence[int] | None = None) -> V:
         """A conversion-time constant (``array`` in ONNX order) as a V laid out as ``perm``."""
         np = self.np
-        arr = np.asarray(array)
         perm = normal(perm)
-        t = self.tf.constant(np.ascontiguousarray(np.transpose(arr, perm)) if perm else arr)
+        arr = np.ascontiguousarray(np.transpose(np.asarray(array), perm)) if perm else np.asarray(array)
+        t = self.tf.constant(arr)
         self._static[id(t)] = (t, arr)
         return V(t, perm)
 
@@ -93,16 +98,14 @@ class Ctx:
         want = normal(perm)
         if normal(v.perm) == want:
             return v.t
-        key = (id(v.t), want)
+        key = (id(v.t), normal(v.perm), want)
         hit = self._laid.get(key)
         if hit is not None and hit[0] is v.t:
             return hit[1]
         rank = len(v.perm or want or ())
-        arr = self._static.get(id(v.t))
-        if arr is not None and arr[0] is v.t:  # a constant: transposed in numpy, now
-            np = self.np
-            out = self.tf.constant(np.ascontiguousarray(np.transpose(arr[1], want) if want else arr[1]))
-            self._static[id(out)] = (out, arr[1])
+        value = self.static(v) if self._static.get(id(v.t)) is not None else None
+        if value is not None:  # a constant: laid out in numpy, now
+            out = self.const(value, want).t
         else:
             out = self.tf.transpose(v.t, between(v.perm, want, rank))
             self.transposes += 1
@@ -167,6 +170,11 @@ class Ctx:
 
     def dtype(self, onnx_type: int) -> Any:
         """The TensorFlow dtype for an ONNX TensorProto element type."""
-        from onnx import helper
+        from onnx import TensorProto, helper
 
-        return self.tf.as_dtype(helper.tensor_dtype_to_np_dtype(onnx_type))
+        if onnx_type == TensorProto.STRING:
+            return self.tf.string
+        try:
+            return self.tf.as_dtype(helper.tensor_dtype_to_np_dtype(onnx_type))
+        except TypeError:  # int4, float8, ...: no TensorFlow dtype
+            raise LoweringError(f"ONNX type {TensorProto.DataType.Name(onnx_type)} has no TensorFlow dtype") from None

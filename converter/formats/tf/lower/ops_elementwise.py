@@ -21,7 +21,7 @@ def _binary(fn: Callable[[Any, Any, Any], Any]) -> Callable[..., list[V]]:
 
 def _div(tf: Any, a: Any, b: Any) -> Any:
     # ONNX integer Div truncates toward zero (C division); tf.divide would return floats
-    return tf.math.truncatediv(a, b) if a.dtype.is_integer else tf.math.divide(a, b)
+    return tf.truncatediv(a, b) if a.dtype.is_integer else tf.math.divide(a, b)
 
 
 def _pow(tf: Any, a: Any, b: Any) -> Any:
@@ -56,7 +56,9 @@ def mod(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     (a, b), perm = cx.broadcast(ins[:2])
     tf = cx.tf
     if cx.attr(node, "fmod", 0) or a.dtype.is_floating:
-        out = tf.math.truncatemod(a, b)  # C fmod: the sign of the dividend
+        if a.dtype == tf.float16:  # TensorFlow has no half TruncateMod kernel
+            return [V(tf.cast(tf.truncatemod(tf.cast(a, tf.float32), tf.cast(b, tf.float32)), a.dtype), perm)]
+        out = tf.truncatemod(a, b)  # C fmod: the sign of the dividend
     else:
         out = tf.math.floormod(a, b)  # Python %: the sign of the divisor
     return [V(out, perm)]
