@@ -1,0 +1,186 @@
+"""Indexing ops: GatherElements, GatherND, ScatterND, ScatterElements (and the old Scatter), OneHot,
+Compress, Trilu, EyeLike.
+
+Element-wise index ops (GatherElements, ScatterElements) work in the data's PHYSICAL layout: their
+indices (and updates) are laid out as the data is, so their coordinates are physical too. Ops whose
+indices address ONNX axes as a tuple (GatherND, ScatterND) take ONNX order.
+
+Only kernels TF.js has are used: GatherNd, ScatterNd, TensorScatterUpdate (no TensorScatterAdd/Max/
+Min/Mul there), so reductions other than "add" update one index at a time (``_reduce_scatter``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import op
+from .values import V
+
+#: more index tuples than this for a mul/max/min scatter: TF's own kernels (not in TF.js) instead
+ONE_BY_ONE_LIMIT = 256
+
+
+def _positive(cx: Any, idx: Any, dims: Any) -> Any:
+    """Negative indices counted from the end, as ONNX allows: ``idx + dim`` where ``idx < 0``."""
+    tf = cx.tf
+    idx = tf.cast(idx, tf.int64)
+    dims = tf.cast(dims, tf.int64)
+    return tf.where(idx < 0, idx + dims, idx)
+
+
+def _coords(cx: Any, idx: Any, axis: int, dim: Any) -> Any:
+    """Full coordinates [*idx.shape, rank] of each element of ``idx``: its own position on every axis
+    but ``axis``, where it holds the index itself (GatherElements/ScatterElements as *_nd)."""
+    tf = cx.tf
+    rank = idx.shape.rank
+    shape = tf.shape(idx, out_type=tf.int64)
+    parts = []
+    for j in range(rank):
+        if j == axis:
+            parts.append(_positive(cx, idx, dim))
+            continue
+        ones = [1] * rank
+        ones[j] = -1
+        parts.append(tf.broadcast_to(tf.reshape(tf.range(shape[j]), ones), shape))
+    return tf.stack(parts, axis=-1)
+
+
+def _reduce_scatter(cx: Any, node: Any, data: Any, idx: Any, updates: Any, reduction: str) -> Any:
+    """ScatterND semantics (``idx`` [..., k] into ``data``) with ONNX's reduction attribute. A mul/max/
+    min reduction updates one index tuple at a time (duplicates combine, as ONNX says), unrolled: TF.js
+    has no TensorScatterMul/Max/Min."""
+    tf = cx.tf
+    if reduction == "none":
+        return tf.tensor_scatter_nd_update(data, idx, updates)
+    if reduction == "add":  # ScatterNd sums duplicate indices
+        return data + tf.scatter_nd(idx, updates, tf.shape(data, out_type=idx.dtype))
+    fn = {"mul": tf.multiply, "max": tf.maximum, "min": tf.minimum}.get(reduction)
+    if fn is None:
+        cx.fail(node, f"unknown reduction '{reduction}'")
+    k = idx.shape[-1]
+    flat = tf.reshape(idx, [-1, k])
+    n = flat.shape[0]
+    if n is None or n > ONE_BY_ONE_LIMIT:
+        native = {"max": tf.tensor_scatter_nd_max, "min": tf.tensor_scatter_nd_min}.get(reduction)
+        if native is None:
+            cx.fail(node, f"reduction '{reduction}' over {n or 'a run-time number of'} indices (at most "
+                          f"{ONE_BY_ONE_LIMIT} are unrolled)")
+        return native(data, idx, updates)
+    slice_shape = tf.shape(updates)[idx.shape.rank - 1:]
+    ups = tf.reshape(updates, tf.concat([[n], slice_shape], 0))
+    for i in range(n):
+        at = flat[i:i + 1]
+        data = tf.tensor_scatter_nd_update(data, at, fn(tf.gather_nd(data, at), ups[i:i + 1]))
+    return data
+
+
+@op("GatherElements", since=11)
+def gather_elements(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    data, indices = ins[0], ins[1]
+    a = cx.axis(data, cx.attr(node, "axis", 0))
+    idx = cx.physical(indices, data.perm)
+    coords = _coords(cx, idx, a, cx.tf.shape(data.t, out_type=cx.tf.int64)[a])
+    return [V(cx.tf.gather_nd(data.t, coords), data.perm)]
+
+
+@op("ScatterElements", since=11)
+@op("Scatter", since=9, until=10)
+def scatter_elements(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    data, indices, updates = ins[0], ins[1], ins[2]
+    tf = cx.tf
+    a = cx.axis(data, cx.attr(node, "axis", 0))
+    idx = cx.physical(indices, data.perm)
+    coords = _coords(cx, idx, a, tf.shape(data.t, out_type=tf.int64)[a])
+    ups = cx.physical(updates, data.perm)
+    out = _reduce_scatter(cx, node, data.t, coords, ups, cx.attr(node, "reduction", "none"))
+    return [V(out, data.perm)]
+
+
+def _nd_indices(cx: Any, node: Any, data: Any, indices: V, batch_dims: int = 0) -> Any:
+    """GatherND/ScatterND indices (ONNX order), negative ones counted from the end of their axis."""
+    tf = cx.tf
+    idx = cx.onnx(indices)
+    k = idx.shape[-1]
+    if k is None:
+        cx.fail(node, "the last dim of the indices (how many axes each tuple addresses) must be known")
+    dims = tf.shape(data, out_type=tf.int64)[batch_dims:batch_dims + k]
+    return _positive(cx, idx, dims)
+
+
+@op("GatherND", since=11)
+def gather_nd(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    b = int(cx.attr(node, "batch_dims", 0))
+    data = cx.onnx(ins[0])
+    idx = _nd_indices(cx, node, data, ins[1], b)
+    return [V(cx.tf.gather_nd(data, idx, batch_dims=b))]
+
+
+@op("ScatterND", since=11)
+def scatter_nd(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    data = cx.onnx(ins[0])
+    idx = _nd_indices(cx, node, data, ins[1])
+    out = _reduce_scatter(cx, node, data, idx, cx.onnx(ins[2]), cx.attr(node, "reduction", "none"))
+    return [V(out)]
+
+
+@op("OneHot", since=9)
+def one_hot(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    tf = cx.tf
+    indices, depth_v, values = cx.onnx(ins[0]), ins[1], cx.onnx(ins[2])
+    depth_arr = cx.static(depth_v)
+    if depth_arr is not None:
+        depth: Any = int(cx.np.asarray(depth_arr).reshape(-1)[0])
+    else:
+        depth = tf.cast(tf.reshape(depth_v.t, []), tf.int64)
+    if not indices.dtype.is_integer:  # ONNX casts non-integer indices to int64
+        indices = tf.cast(indices, tf.int64)
+    indices = _positive(cx, indices, depth)  # -1 is the last class; TF would give all "off"
+    rank = indices.shape.rank
+    axis = int(cx.attr(node, "axis", -1))
+    if axis < 0:
+        axis += rank + 1
+    values = tf.reshape(values, [2])
+    out = tf.one_hot(indices, tf.cast(depth, tf.int32), on_value=values[1], off_value=values[0], axis=axis)
+    return [V(out)]
+
+
+@op("Compress", since=9)
+def compress(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    tf = cx.tf
+    x, cond = ins[0], cx.onnx(ins[1])
+    cond = tf.reshape(cond if cond.dtype == tf.bool else tf.not_equal(cond, 0), [-1])
+    keep = tf.where(cond)[:, 0]  # condition may be shorter than the axis: the rest is dropped
+    axis = cx.attr(node, "axis", None)
+    if axis is None:
+        return [V(tf.gather(tf.reshape(cx.onnx(x), [-1]), keep))]
+    return [V(tf.gather(x.t, keep, axis=cx.axis(x, axis)), x.perm)]
+
+
+def _diagonals(cx: Any, rows: Any, cols: Any) -> Any:
+    """[rows, cols] int64: column index minus row index (the diagonal each element is on)."""
+    tf = cx.tf
+    return tf.range(cols, dtype=tf.int64)[None, :] - tf.range(rows, dtype=tf.int64)[:, None]
+
+
+@op("Trilu", since=14)
+def trilu(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    tf = cx.tf
+    x = cx.onnx(ins[0])
+    k_v = ins[1] if len(ins) > 1 else None
+    k_arr = cx.static(k_v)
+    k: Any = 0 if k_v is None else int(cx.np.asarray(k_arr).reshape(-1)[0]) if k_arr is not None else (
+        tf.cast(tf.reshape(k_v.t, []), tf.int64))
+    shape = tf.shape(x, out_type=tf.int64)
+    diag = _diagonals(cx, shape[-2], shape[-1])
+    keep = diag >= k if cx.attr(node, "upper", 1) else diag <= k
+    return [V(tf.where(keep, x, tf.zeros_like(x)))]
+
+
+@op("EyeLike", since=9)
+def eye_like(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    tf = cx.tf
+    x = ins[0]
+    shape = cx.shape(x)
+    dtype = cx.dtype(cx.attr(node, "dtype")) if cx.attr(node, "dtype") is not None else x.t.dtype
+    ones = tf.equal(_diagonals(cx, shape[0], shape[1]), int(cx.attr(node, "k", 0)))
+    return [V(tf.cast(ones, dtype))]
