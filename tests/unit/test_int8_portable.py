@@ -120,3 +120,35 @@ def test_unknown_target_is_a_usage_error():
 
     with pytest.raises(UsageError, match="target must be one of portable"):
         build(Quantize, PassSpec("quantize", (("target", "sse2"),)))
+
+
+def _embedding(path, rng: np.random.Generator):
+    """ids[N,S] -> Gather(table[12,16]) -> MatMul(W[16,8]) -> y. Row 11 of the table (never looked up
+    by ids in 0..10) is 1e3 times larger: one 8-bit scale for the table rounds every other row to 0."""
+    from onnx import TensorProto, helper
+
+    table = rng.standard_normal((12, 16)).astype(np.float32)
+    table[11] *= 1e3
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["e"], name="embed"),
+             helper.make_node("MatMul", ["e", "w"], ["y"], name="proj")]
+    return m._save(nodes, {"table": table, "w": rng.standard_normal((16, 8)).astype(np.float32)},
+                   [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", "S"])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "S", 8])], path)
+
+
+def test_an_embedding_table_with_an_outlier_row_stays_fp32(tmp_path):
+    """Per-node error ranking cannot see the Gather (quantized, its output is rewritten, so the error shows
+    at the MatMul after it); the embedding rung keeps the table in float32 and the MatMul stays int8."""
+    need("onnx", "onnxruntime")
+    import dataclasses
+
+    from converter.passes.quantize import Quantize
+
+    src = m.artifact(_embedding(tmp_path / "emb.onnx", np.random.default_rng(4)))
+    src = src.with_(inputs=tuple(dataclasses.replace(s, int_range=(0, 11)) for s in src.inputs))
+    out = Quantize().run(src, tmp_path / "q")
+    attempts = out.meta["attempts"]
+    assert attempts[0]["result"].startswith("parity FAILED") and attempts[-1]["result"] == "passed"
+    (kept,) = out.meta["kept_fp32"]
+    assert kept["op"] == "Gather" and "embedding table" in kept["why"]
+    assert out.meta["int8"]["int8_weight_tensors"] == 1 and out.meta["int8"]["saturation_free"]
