@@ -72,12 +72,12 @@ from typing import Any, ClassVar
 
 from ..core import Artifact, Format, Pass, Tolerance
 from ..deps import require, version
-from ..errors import ConvertkitError, UsageError
+from ..errors import ConversionError, ConvertkitError, UsageError
 from ..formats import tfjs as tfjs_fmt
 from ..parity.validate import FEED_META
 from ..quiet import quiet
 
-UINT8 = Tolerance(atol=0.1, rtol=0.1, min_cosine=0.995, min_top1=0.9)
+UINT8 = Tolerance(atol=0.5, rtol=0.2, min_cosine=0.995, min_top1=0.98)
 UINT16 = Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999)
 FP16 = Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.9999)
 ITEMSIZE = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
@@ -166,12 +166,66 @@ class Variant:
     label: str = "as asked"
 
 
+class Trials:
+    """Writes candidates under ``work``, judges each, records the attempts and the best one."""
+
+    def __init__(self, w: Weights, work: Path, judge: _Judge, aim: float | None = None) -> None:
+        self.w, self.work, self.judge, self.aim = w, work, judge, aim
+        self.attempts: list[dict[str, Any]] = []
+        self.best: tuple[float, Path, Variant, dict[str, Any]] | None = None
+        self.passed: list[tuple[int, Path, Variant]] = []  # (bytes, dir, variant) that met the tolerance
+        self.aimed: list[Variant] = []  # ... and the aim
+
+    def __call__(self, v: Variant) -> tuple[bool, dict[str, Any]]:
+        """Whether ``v`` meets the tolerance (and the aim's cosine, where one is set)."""
+        path = self.work / f"candidate-{len(self.attempts)}"
+        nbytes = self.w.write(v.dtypes, path)
+        passed, summary, info = self.judge(self.judge.src.with_(path=path))
+        if passed:
+            self.passed.append((nbytes, path, v))
+            if self.aim is not None and (info.get("cosine") or 0.0) < self.aim:
+                summary = f"passed the tolerance, short of the aim: cosine {info.get('cosine')} < {self.aim:.6g}"
+                passed = False
+            else:
+                self.aimed.append(v)
+        self.attempts.append({"variant": v.label, "weight_bytes": nbytes, "result": summary, **info})
+        if self.best is None or _score(info) > self.best[0]:
+            self.best = (_score(info), path, v, info)
+        return passed, info
+
+    def keep(self, chosen: Variant | None, out_dir: Path) -> Variant:
+        """Move the chosen candidate (else the smallest that met the tolerance, else the best) to
+        ``out_dir``."""
+        assert self.best is not None
+        if chosen is not None:
+            path = next(p for _, p, v in self.passed if v is chosen)
+        elif self.passed:
+            _, path, chosen = min(self.passed, key=lambda t: t[0])
+        else:
+            path, chosen = self.best[1], self.best[2]
+        for f in path.iterdir():
+            shutil.move(str(f), str(out_dir / f.name))
+        shutil.rmtree(self.work, ignore_errors=True)
+        return chosen
+
+    def verdict(self, v: Variant, target: str) -> str:
+        assert self.best is not None
+        if any(c is v for c in self.aimed):
+            aim = f" and the aim, cosine >= {self.aim:.6g}" if self.aim is not None else ""
+            return f"met the {target} tolerance{aim} ({v.label})"
+        if any(c is v for *_, c in self.passed):
+            return (f"met the {target} tolerance but no variant tried reached the aim (cosine >= {self.aim:.6g}); "
+                    f"kept the smallest that met the tolerance ({v.label})")
+        return (f"no variant met the tolerance (tried {len(self.attempts)}); the best ({v.label}, cosine "
+                f"{self.best[3].get('cosine')}) is kept for inspection: validation will fail")
+
+
 class WeightsPass(Pass):
     """Shared by the TF.js weight passes: the variants, their measurement and the choice."""
 
     accepts: ClassVar[Format] = tfjs_fmt.FORMAT
     produces: ClassVar[Format] = tfjs_fmt.FORMAT
-    max_promoted: int
+    max_promoted: int | None
     #: the dtype the pass writes (uint8, uint16, float16)
     target: str
 
@@ -183,42 +237,45 @@ class WeightsPass(Pass):
         """The precisions the remedies raise the most sensitive weights to, in order."""
         return ("float32",)
 
-    def run(self, src: Artifact, out_dir: Path, check: Any = None) -> Artifact:
-        w = Weights(tfjs_fmt.model_dir(src.path))
-        base, kept_first = self._base(w)
-        target = self.target
+    def _search(self, w: Weights, base: dict[str, str], trials: Trials, src: Artifact) -> tuple[Variant | None, dict]:
+        """The remedy ladder: the top 1, 2, 4, ... ``max_promoted`` weights by their own rounding
+        error raised to each remedy's precision, tried smallest first."""
+        target, cap_all = self.target, 8 if self.max_promoted is None else self.max_promoted
         lowest = [n for n, d in base.items() if d == target]
         ranking = sorted(((n, w.error(n, target)) for n in lowest), key=lambda t: -t[1])
-        variants = [Variant(base)]
+        variants = []
         for level in self._remedies(target):
-            cap = min(self.max_promoted, len(ranking) if level != "float32" else len(lowest) // 2)
+            cap = min(cap_all, len(ranking) if level != "float32" else len(lowest) // 2)
             for k in sorted({min(2 ** i, cap) for i in range(cap.bit_length() + 1)} - {0}):
                 top = ranking[:k]
                 why = tuple((n, level, f"{target} error {e:.3g} (worst channel, relative RMS), rank {i + 1}")
                             for i, (n, e) in enumerate(top))
                 variants.append(Variant({**base, **{n: level for n, _ in top}}, why, f"top {k} at {level}"))
-        variants.sort(key=lambda v: w.nbytes(v.dtypes))  # stable: the requested variant first on ties
+        variants.sort(key=lambda v: w.nbytes(v.dtypes))  # stable: smaller first
+        for v in variants:
+            if trials(v)[0]:
+                return v, {"most_sensitive": [{"weight": n, f"{target}_error": round(e, 5)} for n, e in ranking[:5]]}
+        return None, {"most_sensitive": [{"weight": n, f"{target}_error": round(e, 5)} for n, e in ranking[:5]]}
 
-        work = out_dir / ".candidates"
+    def _aim(self) -> float | None:
+        return None
+
+    def run(self, src: Artifact, out_dir: Path, check: Any = None) -> Artifact:
+        w = Weights(tfjs_fmt.model_dir(src.path))
+        base, kept_first = self._base(w)
         judge = _Judge(src, check, self.tolerance)
-        attempts: list[dict[str, Any]] = []
-        best: tuple[float, Path, Variant, dict[str, Any]] | None = None
-        chosen: tuple[Path, Variant] | None = None
-        for i, v in enumerate(variants):
-            path = work / f"candidate-{i}"
-            nbytes = w.write(v.dtypes, path)
-            passed, summary, info = judge(src.with_(path=path))
-            attempts.append({"variant": v.label, "weight_bytes": nbytes, "result": summary, **info})
-            if best is None or _score(info) > best[0]:
-                best = (_score(info), path, v, info)
-            if passed:
-                chosen = (path, v)
-                break
-        assert best is not None
-        path, v = chosen or (best[1], best[2])
-        for f in path.iterdir():
-            shutil.move(str(f), str(out_dir / f.name))
-        shutil.rmtree(work, ignore_errors=True)
+        trials = Trials(w, out_dir / ".candidates", judge, self._aim())
+        found: dict[str, Any] = {}
+        asked = Variant(base)
+        chosen = asked if trials(asked)[0] else None
+        if chosen is None and self.max_promoted != 0:
+            chosen, found = self._search(w, base, trials, src)
+        v = trials.keep(chosen, out_dir)
+        return src.with_(path=out_dir, meta=self._meta(src, w, v, trials, kept_first, found))
+
+    def _meta(self, src: Artifact, w: Weights, v: Variant, trials: Trials,
+              kept_first: list[dict[str, str]], found: dict[str, Any]) -> dict[str, Any]:
+        target, out_dir = self.target, trials.work.parent
         counts: dict[str, int] = {}
         for n in w.floats:
             counts[v.dtypes.get(n, "float32")] = counts.get(v.dtypes.get(n, "float32"), 0) + 1
@@ -229,20 +286,18 @@ class WeightsPass(Pass):
             "tool": f"tensorflowjs {version('tensorflowjs')} (quantization, write_weights)",
             "scheme": (f"{target}, affine per tensor (min, scale); TF.js dequantizes on load"
                        if target != "float16" else "float16; TF.js converts to float32 on load"),
-            "measured_against": judge.against, "weights_by_dtype": counts,
+            "measured_against": trials.judge.against, "weights_by_dtype": counts,
             "weight_bytes_in": w.bytes_in, "weight_bytes_out": bytes_out,
             "weight_bytes_ratio": round(bytes_out / w.bytes_in, 4) if w.bytes_in else None,
-            "most_sensitive": [{"weight": n, f"{target}_error": round(e, 5)} for n, e in ranking[:5]],
+            **found,
             "kept": kept_first + [{"weight": n, "dtype": d, "why": y} for n, d, y in v.kept],
-            "attempts": attempts}
+            "attempts": trials.attempts}
         if not any(d != "float32" for d in v.dtypes.values()):
             meta["note"] = "nothing was rewritten: no float32 weight was selected (tensorflowjs quantizes float32 weights only)"
         elif any(d in ("uint8", "uint16", "float16") for d in w.encoded.values()):
             meta["note"] = "the input's weights were already quantized; they were rewritten from their dequantized values"
-        meta["verdict"] = (f"met the {target} tolerance ({v.label})" if chosen else
-                           f"no variant met the tolerance (tried {len(attempts)}); the best ({v.label}, cosine "
-                           f"{best[3].get('cosine')}) is kept for inspection: validation will fail")
-        return src.with_(path=out_dir, meta=meta)
+        meta["verdict"] = trials.verdict(v, target)
+        return meta
 
 
 @dataclass(frozen=True)
@@ -252,15 +307,21 @@ class TfjsQuantize(WeightsPass):
     dtype: str = "uint8"
     nodes: tuple[str, ...] = ()
     uint16: tuple[str, ...] = ()
-    max_promoted: int = 8
+    max_promoted: int | None = None
+    headroom: float = 0.5
+    max_checks: int = 8
 
     def __post_init__(self) -> None:
         if self.dtype not in ("uint8", "uint16"):
             raise ValueError(f"dtype must be uint8 or uint16, not '{self.dtype}' (float16: -p fp16)")
         if self.uint16 and self.dtype != "uint8":
             raise ValueError("uint16=PATTERN applies with dtype=uint8")
-        if self.max_promoted < 0:
+        if self.max_promoted is not None and self.max_promoted < 0:
             raise ValueError("max_promoted must be >= 0")
+        if not 0.0 <= self.headroom < 1.0:
+            raise ValueError("headroom must be in [0, 1)")
+        if self.max_checks < 1:
+            raise ValueError("max_checks must be >= 1")
 
     @property
     def tolerance(self) -> Tolerance:  # type: ignore[override]
@@ -270,6 +331,10 @@ class TfjsQuantize(WeightsPass):
     def target(self) -> str:  # type: ignore[override]
         return self.dtype
 
+    def _aim(self) -> float | None:
+        cos = self.tolerance.min_cosine
+        return 1.0 - (1.0 - cos) * (1.0 - self.headroom) if self.dtype == "uint8" and cos is not None else None
+
     def _base(self, w: Weights) -> tuple[dict[str, str], list[dict[str, str]]]:
         wide = set(w.select(self.uint16, "uint16")) if self.uint16 else set()
         chosen = [n for n in w.floats if n in set(w.select(self.nodes, "nodes")) | wide]
@@ -278,6 +343,19 @@ class TfjsQuantize(WeightsPass):
 
     def _remedies(self, dtype: str) -> tuple[str, ...]:
         return ("uint16", "float32") if dtype == "uint8" else ("float32",)
+
+    def _search(self, w: Weights, base: dict[str, str], trials: Trials, src: Artifact) -> tuple[Variant | None, dict]:
+        """uint8: the per-weight dtype map (tfjs_weight_map); uint16: the ladder."""
+        if self.dtype != "uint8":
+            return super()._search(w, base, trials, src)
+        from .tfjs_weight_map import search_map
+
+        try:
+            return search_map(w, base, trials, src, max_raised=self.max_promoted, max_checks=self.max_checks)
+        except ConversionError as exc:  # the probe could not run the model: the ladder needs no probe
+            chosen, found = super()._search(w, base, trials, src)
+            return chosen, {**found, "search": {"note": f"map search unavailable ({exc.one_line()[:200]}); "
+                                                        "used the remedy ladder"}}
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def tfjs_models(tf_fixtures, tmp_path_factory) -> dict[str, Path]:
 def hostile(tmp_path_factory) -> dict[float, Path]:
     need_tfjs()
     root = tmp_path_factory.mktemp("hostile")
-    return {s: _hostile(root / f"hostile_{s:g}.h5", s) for s in (100.0, 1e4)}
+    return {s: _hostile(root / f"hostile_{s:g}.h5", s) for s in (100.0, 1e4, 1e6)}
 
 
 def test_export_keras_to_tfjs_with_uint8_weights(tf_fixtures, tmp_path):
@@ -143,9 +143,10 @@ def test_nodes_pattern_quantizes_only_matching_weights(tfjs_models, tmp_path):
         optimize(tfjs_models["cnn-layers"], ["quantize:nodes=dense*"], tmp_path / "bad")
 
 
-def test_uint16_rescues_an_outlier_weight(hostile, tmp_path):
-    """uint8 wrecks the outlier tensor (cosine ~0.97); the remedy puts that one tensor, ranked first
-    by its per-channel error, at uint16 and keeps the rest uint8; uint16=PATTERN does it up front."""
+def test_a_two_byte_dtype_rescues_an_outlier_weight(hostile, tmp_path):
+    """uint8 wrecks the outlier tensor (cosine ~0.97); the map search, which measures each weight's
+    output error in TF.js, puts that one tensor at 2 bytes (float16: relative steps, where uint16's
+    one range is still set by the outlier) and keeps the rest uint8; uint16=PATTERN does it up front."""
     need_tfjs()
     import converter
 
@@ -155,9 +156,10 @@ def test_uint16_rescues_an_outlier_weight(hostile, tmp_path):
     assert [a["result"] == "passed" for a in notes["attempts"]] == [False, True]
     assert notes["attempts"][0]["cosine"] < 0.995
     (kept,) = notes["kept"]
-    assert kept["weight"] == "hostile/fc1/MatMul/ReadVariableOp" and kept["dtype"] == "uint16"
-    assert "uint8 error" in kept["why"] and notes["most_sensitive"][0]["weight"] == kept["weight"]
-    assert notes["weights_by_dtype"] == {"uint16": 1, "uint8": 3}
+    assert kept["weight"] == "hostile/fc1/MatMul/ReadVariableOp" and kept["dtype"] in ("uint16", "float16")
+    assert "measured in TF.js" in kept["why"] and notes["most_sensitive"][0]["weight"] == kept["weight"]
+    assert notes["weights_by_dtype"] == {kept["dtype"]: 1, "uint8": 3}
+    assert {m["weight"]: m["dtype"] for m in notes["map"]}[kept["weight"]] == kept["dtype"]
 
     asked = converter.export(hostile[100.0], to="tfjs", out_dir=tmp_path / "asked",
                              passes=["quantize:uint16=*fc1/MatMul*"])
@@ -167,14 +169,26 @@ def test_uint16_rescues_an_outlier_weight(hostile, tmp_path):
     assert _shard_bytes(tmp_path / "asked") == _shard_bytes(tmp_path / "q")
 
 
-def test_float32_when_uint16_is_not_enough_and_refused_without_remedies(hostile, tmp_path):
+def test_float16_or_float32_where_uint16_is_not_enough_and_refused_without_remedies(hostile, tmp_path):
+    """x1e4: uint16's steps on the outlier's range are too coarse for the other channels (measured),
+    float16's relative steps are not: float16. x1e6: float16 overflows (|w| > 65504) and uint16 is
+    still too coarse: float32, the last resort. max_promoted=0: no search, refused (exit 1)."""
     need_tfjs()
     rc, report, err = _run("export", hostile[1e4], "--to", "tfjs", "-p", "quantize", "-o", tmp_path / "q")
     assert rc == 0, err
     notes = _stage(report, "quantize")["notes"]
-    assert [a["variant"] for a in notes["attempts"]][:2] == ["as asked", "top 1 at uint16"]
-    assert notes["attempts"][1]["result"].startswith("parity FAILED")  # 1e4 outlier: uint16 steps too coarse
-    assert notes["kept"][0]["dtype"] == "float32" and notes["attempts"][-1]["result"] == "passed"
+    assert notes["attempts"][0]["variant"] == "as asked" and notes["attempts"][-1]["result"] == "passed"
+    (kept,) = notes["kept"]
+    outlier = {m["weight"]: m for m in notes["map"]}[kept["weight"]]
+    assert kept["dtype"] == "float16" and outlier["output_error"]["uint16"] > 10 * outlier["output_error"]["float16"]
+
+    rc, report, err = _run("export", hostile[1e6], "--to", "tfjs", "-p", "quantize", "-o", tmp_path / "q6")
+    assert rc == 0, err
+    notes = _stage(report, "quantize")["notes"]
+    (kept,) = notes["kept"]
+    outlier = {m["weight"]: m for m in notes["map"]}[kept["weight"]]
+    assert kept["dtype"] == "float32" and outlier["output_error"]["float16"] is None  # overflowed
+    assert notes["weights_by_dtype"] == {"float32": 1, "uint8": 3}
 
     rc, report, _ = _run("export", hostile[1e4], "--to", "tfjs", "-p", "quantize:max_promoted=0",
                          "-o", tmp_path / "refused")
