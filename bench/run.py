@@ -10,6 +10,8 @@ Targets:
   than the bare tensorflowjs_converter call.
 - PyTorch -> TF.js (bench/tfjs_chain.py): with validation at most 0.3x the manual torch.onnx /
   onnx2tf / tensorflowjs_converter chain, peak memory no higher than the chain's worst step.
+- int8 on a MiniLM-shaped encoder (bench/int8_encoder.py): cosine >= 0.99, onnxruntime speed-up
+  >= 1.8x at 8 x 128 tokens, file <= 0.30x; the CPU's int8 flags are recorded (machine.cpu_int8_flags).
 - passes (bench/passes.py): int8 <= 0.27x and fp16 <= 0.51x of the fp32 file for weight-dominated
   models; int8 dynamic onnxruntime latency on the tiny BERT <= 0.8x fp32 at batch 8.
 """
@@ -82,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform()}}
+    from converter.passes.int8_target import cpu_features
+
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform(),
+                                 "cpu_int8_flags": cpu_features()["flags"]}}
     results["startup"] = bench_startup(args.repeat)
     _print_startup(results["startup"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         tfjs_chain.show(results["torch_to_tfjs"])
         results["passes"] = passes.run(measure, args.repeat, Path(tmp))
         passes.show(results["passes"])
+        from bench import int8_encoder
+
+        results["int8_encoder"] = int8_encoder.run(Path(tmp) / "int8_encoder")
+        int8_encoder.show(results["int8_encoder"])
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {out / 'results.json'}")
     return 0
