@@ -12,6 +12,12 @@ Options (``-p quantize:key=value,...``):
   into samples) or, when no file is given, on the validation feeds, with a warning in the meta:
   random or validation data calibrate worse than a few hundred real samples, and parity measured
   on the calibration data itself is optimistic.
+- ``target=portable`` (default) | ``avx2`` | ``avx512`` | ``avx512_vnni`` | ``arm64``: the CPUs the model
+  will run on (int8_target.py). portable/avx2/avx512 write 7-bit int8 weights (``reduce_range``),
+  which cannot saturate the 16-bit pair sums of AVX2 / AVX-512-without-VNNI kernels: the integer
+  products are exact on every CPU, so validation here holds there. avx512_vnni/arm64 keep 8-bit
+  weights (exact on that hardware only; the report says so). The report's ``int8`` block reads the
+  written weights back (``saturation_free``) and ``cpu`` records the flags of the validating CPU.
 - ``per_channel=false``: one scale per weight tensor; ``true``: one per output channel.
 - ``method=minmax|entropy|percentile`` (static only): how activation ranges are chosen.
 - ``max_excluded=3``: the most nodes the remedies may keep in float32 (never more than half of
@@ -26,11 +32,12 @@ drops intermediate shape annotations first. The entropy and percentile calibrato
 sample's activations and failed on feeds of different sizes: the pass calibrates one sample at a
 time (``CalibStridedMinMax=1``, which merges the histograms).
 
-Remedies, each measured with the pipeline's check against the ORIGINAL model: when the requested
-variant misses the tolerance, the pass tries per-channel weight scales, then keeps the 1, 2, ...
-``max_excluded`` nodes that add the most error in float32 (ranked by per-node error growth: the
-relative error of each node's output minus that of its inputs, float32 vs the candidate, on the
-same feeds). The first variant that passes is kept (the fewest nodes in float32). When none passes,
+Remedies (quantize_ladder.py), each measured with the pipeline's check against the ORIGINAL model:
+when the requested variant misses the tolerance, the pass tries per-channel weight scales, then
+keeps in float32, in order of the float32 bytes each keeps, the 1, 2, ... ``max_excluded`` nodes that
+add the most error (ranked by per-node error growth: the relative error of each node's output minus
+that of its inputs, float32 vs the candidate, on the same feeds), the embedding Gathers, or both;
+a dynamic request's last remedy is static QDQ. The first variant that passes is kept. When none passes,
 the best one (highest worst-output cosine) is written anyway with ``meta.verdict`` saying so: the
 final validation then reports FAILED and convertkit exits 1 with the model kept for inspection
 (a parity failure is a report, not an exception; see ``converter.api.export``).
