@@ -123,6 +123,9 @@ def _finish(report: Any, as_json: bool) -> None:
               "[default: graph; layers is for Keras sources: trainable in the browser].")
 @click.option("--tfjs-layout", type=click.Choice(["nchw", "nhwc"]), help="Layout of 4-D inputs of a TF.js (or TF) "
               "model converted from ONNX/PyTorch [default: nchw, as the source takes them]; nhwc is faster in TF.js.")
+@click.option("--onnx-to-tf", "onnx_to_tf", type=click.Choice(["auto", "own", "onnx2tf"]), default="auto",
+              show_default=True, help="ONNX -> TensorFlow converter (routes to tf/tfjs from ONNX/PyTorch): auto tries "
+              "convertkit's own lowering (dynamic dims kept), then onnx2tf; own fails naming ops it lacks.")
 @_pass_option
 @click.option("--no-check", is_flag=True, help="Skip validation (the report says so).")
 @click.option("--validate", "validate_mode", type=click.Choice(["final", "each"]), default="final", show_default=True,

@@ -1,4 +1,9 @@
-"""ONNX -> TensorFlow frozen graph (``model.pb``), through onnx2tf in-process.
+"""ONNX -> TensorFlow frozen graph (``model.pb``): our own lowering first (``lower/``, ``own.py``),
+onnx2tf in-process where it cannot (an op it has no handler for, or a failed self-check).
+
+``onnx_to_tf``: ``auto`` (that order; the artifact's ``converter`` note says which made the model
+and why), ``own`` (the lowering only: a missing op fails the stage, naming every one), ``onnx2tf``.
+The rest of this docstring is about the onnx2tf path; the lowering keeps dynamic dims as they are.
 
 onnx2tf is run on a copy of the model in a temporary directory (it rewrites its input file), with
 its model saving off (``disable_model_save``: it returns a tf_keras model and writes no SavedModel,
@@ -28,7 +33,7 @@ import contextlib
 import gc
 import io
 import logging
-import re
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,17 +42,21 @@ from typing import Any, ClassVar
 
 from ...core import KNOWN_WRONG, Artifact, Dim, Export, Format, TensorSpec
 from ...deps import require
-from ...errors import ANSI_ESCAPE, StageError, UsageError, first_line
+from ...errors import StageError, UsageError
 from ...quiet import quiet
 from .. import onnx as onnx_fmt
 from . import FORMAT
 from . import onnx_prep as prep
+from .messages import _describe_failure, _failure_hint, _first_line
 from .naming import rename_outputs
 from .self_check import self_check, worst
 
 logger = logging.getLogger(__name__)
 FILENAME = "model.pb"
 LAYOUTS = ("source", "nhwc")
+CONVERTERS = ("auto", "own", "onnx2tf")
+ONNX2TF_IMPORTS = ("onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf_keras")
+OWN_IMPORTS = ("onnx", "onnxruntime", "tensorflow")
 #: channels-first -> channels-last, by rank (what onnx2tf does to inputs it does not keep)
 CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
 _LAYOUT_NAMES = {4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
@@ -60,17 +69,23 @@ class OnnxToTf(Export):
     name: ClassVar[str] = "onnx->tf"
     accepts: ClassVar[Format] = onnx_fmt.FORMAT
     produces: ClassVar[Format] = FORMAT
-    # onnx2tf before TensorFlow, as its own CLI loads them: it sets TF_USE_LEGACY_KERAS=1 first, so that
-    # TensorFlow aliases tf.keras (and tf.losses, ...) to tf_keras, which onnx2tf builds its models with,
-    # instead of also importing Keras 3 (~0.35 s, ~20 MiB here, for nothing)
-    imports: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "onnx2tf", "tensorflow", "tf_keras")
-
     tfjs_layout: str = "source"  # "source": inputs as the ONNX model takes them; "nhwc": 4-D/5-D channels-last
+    onnx_to_tf: str = "auto"  # auto: the own lowering, onnx2tf where it cannot; own; onnx2tf
+
+    @property
+    def imports(self) -> tuple[str, ...]:  # type: ignore[override]
+        # onnx2tf before TensorFlow, as its own CLI loads them: it sets TF_USE_LEGACY_KERAS=1 first, so that
+        # TensorFlow aliases tf.keras (and tf.losses, ...) to tf_keras, which onnx2tf builds its models with,
+        # instead of also importing Keras 3 (~0.35 s, ~20 MiB here, for nothing). The lowering needs neither.
+        return ONNX2TF_IMPORTS if self.onnx_to_tf == "onnx2tf" else OWN_IMPORTS
 
     def __post_init__(self) -> None:
         if self.tfjs_layout not in LAYOUTS:
             raise UsageError(f"unknown layout '{self.tfjs_layout}'", hint="one of: source (as the source model, "
                              "e.g. NCHW for PyTorch), nhwc (channels-last 4-D inputs)")
+        if self.onnx_to_tf not in CONVERTERS:
+            raise UsageError(f"unknown ONNX -> TensorFlow converter '{self.onnx_to_tf}'",
+                             hint="one of: auto (the own lowering, onnx2tf where it cannot), own, onnx2tf")
 
     def prepare(self, src: Artifact) -> tuple[Any, tuple[TensorSpec, ...], tuple[TensorSpec, ...], dict[str, int]]:
         """The ONNX model, its inputs (with an ONNX source's --input sizes and int ranges), outputs, and
@@ -84,17 +99,52 @@ class OnnxToTf(Export):
 
     def fixed_shapes(self, src: Artifact) -> list[dict[str, list[Dim]]]:
         """Those of the fallbacks (``variants``), keyed by the ONNX model's input names."""
-        if not any(s.is_dynamic for s in src.inputs):
-            return []  # nothing to fix (and no need to read the model)
-        _, inputs, _, sizes = self.prepare(src)
+        if not any(s.is_dynamic for s in src.inputs) or self.onnx_to_tf == "own":
+            return []  # nothing to fix (and no need to read the model); the lowering keeps dynamic dims
+        model, inputs, _, sizes = self.prepare(src)
+        if self.onnx_to_tf == "auto":
+            from .lower import missing_ops
+
+            if not missing_ops(model):
+                return []  # the lowering will most likely do; a fallback's sizes are still run, later
         return [{n: list(v.shapes[n]) for n in v.fixed} for v in variants(inputs, sizes) if v.fixed]
 
     def run(self, src: Artifact, out_dir: Path) -> Artifact:
-        onnx, _, _, tf, _ = (require(m) for m in self.imports)
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # as onnx2tf sets it, should it be needed after TF
+        for module in self.imports:
+            require(module)
         model, inputs, outputs, sizes = self.prepare(src)
         if not outputs:
             raise StageError(self.name, f"{src.label} has no outputs")
-        prep.check_ops(model, self.name)
+        reason = None
+        if self.onnx_to_tf != "onnx2tf":
+            from .own import convert_own
+
+            own = convert_own(src, model, inputs, outputs, self.tfjs_layout)
+            if own.result is not None and (not own.wrong or self.onnx_to_tf == "own"):
+                if own.wrong:  # kept so that validation and localisation can measure it (exit 3)
+                    own.result.notes[KNOWN_WRONG] = own.result.notes["lowering_check"]
+                return _write(own.result, out_dir)
+            if self.onnx_to_tf == "own":
+                raise StageError(self.name, f"the own lowering cannot convert the model: {own.reason}",
+                                 hint="use --onnx-to-tf auto to fall back to onnx2tf")
+            reason = own.reason
+        result = self._onnx2tf(src, model, inputs, outputs, sizes, reason)
+        if reason:
+            result.notes["converter"] = f"{result.notes['converter']} (fallback: {reason})"[:700]
+            result.notes["lowering_fallback_reason"] = reason
+        return _write(result, out_dir)
+
+    def _onnx2tf(self, src: Artifact, model: Any, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+                 sizes: Mapping[str, int], reason: str | None) -> _Result:
+        """onnx2tf's attempts, from the model's own shapes to fully static ones; the first right one."""
+        onnx, tf = require("onnx"), require("tensorflow")
+        require("onnx2tf")
+        try:
+            prep.check_ops(model, self.name)
+        except StageError as exc:  # neither converter has the op(s)
+            raise StageError(self.name, exc.message + (f"; and the own {reason}" if reason else ""),
+                             hint=exc.hint) from None
         ladder = variants(inputs, sizes)
         tried: list[str] = []
         fallback: tuple[float, _Result] | None = None  # the least wrong attempt, if none is right
@@ -108,7 +158,8 @@ class OnnxToTf(Export):
                 except _Failed as exc:
                     tried.append(f"{variant.label}: {exc}")
                     if i == len(ladder) - 1 and fallback is None:
-                        raise StageError(self.name, f"onnx2tf could not convert the model: {exc}",
+                        raise StageError(self.name, f"onnx2tf could not convert the model: {exc}"
+                                         + (f" (and the own {reason})" if reason else ""),
                                          hint=_failure_hint(tried)) from None
                     continue
                 check = self_check(src.with_(inputs=inputs, outputs=outputs), attempt, variant)
@@ -127,10 +178,7 @@ class OnnxToTf(Export):
             result.notes[KNOWN_WRONG] = result.notes.get("onnx2tf_check", "differs from the ONNX model")
         if tried:
             result.notes["onnx2tf_attempts"] = tried
-        path = out_dir / FILENAME
-        path.write_bytes(result.graph_def.SerializeToString(deterministic=True))
-        meta = {"kind": "frozen_graph", "signature": None, **result.notes}
-        return Artifact(FORMAT, path, result.inputs, result.outputs, meta=meta, obj=result.graph_def)
+        return result
 
     def _convert(self, onnx: Any, tf: Any, model: Any, variant: Variant, inputs: Sequence[TensorSpec],
                  outputs: Sequence[TensorSpec], sizes: Mapping[str, int], work: Path) -> _Result:
@@ -176,6 +224,13 @@ class OnnxToTf(Export):
             del keras_model
             require("tf_keras").backend.clear_session()
             gc.collect()
+
+
+def _write(result: _Result, out_dir: Path) -> Artifact:
+    path = out_dir / FILENAME
+    path.write_bytes(result.graph_def.SerializeToString(deterministic=True))
+    meta = {"kind": "frozen_graph", "signature": None, **result.notes}
+    return Artifact(FORMAT, path, result.inputs, result.outputs, meta=meta, obj=result.graph_def)
 
 
 @dataclass(frozen=True)
@@ -325,47 +380,6 @@ def _perm_between(want: Sequence[Dim], got: Sequence[int | None]) -> tuple[int, 
         if perm is not None and all(same(want[p], g) for p, g in zip(perm, got)):
             return tuple(perm)
     return None
-
-
-_NODE = re.compile(r"onnx_op_name:\s*(\S+)")
-
-
-def _describe_failure(exc: BaseException | None, log: str, model: Any) -> str:
-    """One line: onnx2tf's error, and the ONNX node (and op type) it failed on when its log names it."""
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", log)
-    where = ""
-    names = _NODE.findall(plain)
-    if names:
-        node = names[-1].removeprefix("wa/")
-        ops = {n.name: n.op_type for n in model.graph.node}
-        op = ops.get(node) or ops.get(node.lstrip("/"))
-        where = f" at node '{node}'" + (f" ({op})" if op else "")
-    if isinstance(exc, SystemExit) or exc is None:
-        errors = [ln.strip() for ln in plain.splitlines() if "ERROR:" in ln]
-        what = errors[-1].split("ERROR:", 1)[1].strip() if errors else "onnx2tf stopped without a model"
-    else:
-        what = f"{type(exc).__name__}: {_first_line(exc)}"
-    return f"{what[:300]}{where}"
-
-
-def _failure_hint(tried: Sequence[str]) -> str:
-    return ("tried " + "; ".join(tried))[:700] + "; fix the node named above in the ONNX model, or give static " \
-        "shapes with --input NAME:DIMS"
-
-
-_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces|\[\[|Call arguments received|"
-                    r"Exception encountered)")
-
-
-def _noise(line: str) -> bool:
-    return bool(_NOISE.match(line)) or line.startswith("\u2022")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The line of an error that says what went wrong (TensorFlow's first lines rarely do), and the TF node."""
-    lines = (ln.strip() for ln in ANSI_ESCAPE.sub("", str(exc)).splitlines())
-    node = next((m.group(1) for ln in lines if (m := re.match(r"Detected at node (\S+)", ln))), None)
-    return (first_line(exc, strip_ansi=True, skip=_noise) + (f" (TF node {node})" if node else ""))[:300]
 
 
 def _version(dist: str) -> str:

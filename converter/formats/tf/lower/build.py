@@ -130,7 +130,7 @@ def _folded(cx: Ctx, node: Any, handler: Any, ins: Sequence[V | None]) -> list[V
 
 
 def _line(exc: BaseException) -> str:
-    from ..from_onnx import _first_line
+    from ..messages import _first_line
 
     return _first_line(exc)
 

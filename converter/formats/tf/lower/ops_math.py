@@ -36,16 +36,24 @@ def matmul(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
 @op("Gemm")
 def gemm(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     tf = cx.tf
-    a, b = cx.onnx(ins[0]), cx.onnx(ins[1])
     alpha, beta = cx.attr(node, "alpha", 1.0), cx.attr(node, "beta", 1.0)
-    out = tf.linalg.matmul(a, b, transpose_a=bool(cx.attr(node, "transA", 0)),
-                           transpose_b=bool(cx.attr(node, "transB", 0)))
+    a, b = (_operand(cx, v, bool(cx.attr(node, flag, 0))) for v, flag in ((ins[0], "transA"), (ins[1], "transB")))
+    out = tf.linalg.matmul(a[0], b[0], transpose_a=a[1], transpose_b=b[1])
     if alpha != 1.0:
         out = out * tf.cast(alpha, out.dtype)
     if len(ins) > 2 and ins[2] is not None:
         c = cx.onnx(ins[2])
         out = out + (c if beta == 1.0 else c * tf.cast(beta, c.dtype))
     return [V(out)]
+
+
+def _operand(cx: Any, v: V, transposed: bool) -> tuple[Any, bool]:
+    """A Gemm operand and whether MatMul must transpose it: a constant is transposed now, in numpy
+    (TF.js's wasm backend computed a fused MatMul with transpose_b wrongly here)."""
+    value = cx.static(v) if transposed else None
+    if value is not None:
+        return cx.const(cx.np.ascontiguousarray(value.T)).t, False
+    return cx.onnx(v), transposed
 
 
 @op("Einsum", since=12)
