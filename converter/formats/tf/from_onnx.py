@@ -72,12 +72,11 @@ class OnnxToTf(Export):
     tfjs_layout: str = "source"  # "source": inputs as the ONNX model takes them; "nhwc": 4-D/5-D channels-last
     onnx_to_tf: str = "auto"  # auto: the own lowering, onnx2tf where it cannot; own; onnx2tf
 
-    @property
-    def imports(self) -> tuple[str, ...]:  # type: ignore[override]
-        # onnx2tf before TensorFlow, as its own CLI loads them: it sets TF_USE_LEGACY_KERAS=1 first, so that
-        # TensorFlow aliases tf.keras (and tf.losses, ...) to tf_keras, which onnx2tf builds its models with,
-        # instead of also importing Keras 3 (~0.35 s, ~20 MiB here, for nothing). The lowering needs neither.
-        return ONNX2TF_IMPORTS if self.onnx_to_tf == "onnx2tf" else OWN_IMPORTS
+    # onnx2tf before TensorFlow, as its own CLI loads them: it sets TF_USE_LEGACY_KERAS=1 first, so that
+    # TensorFlow aliases tf.keras (and tf.losses, ...) to tf_keras, which onnx2tf builds its models with,
+    # instead of also importing Keras 3 (~0.35 s, ~20 MiB here, for nothing). What a caller may load ahead;
+    # run() itself imports onnx2tf only when it falls back to it.
+    imports: ClassVar[tuple[str, ...]] = ONNX2TF_IMPORTS
 
     def __post_init__(self) -> None:
         if self.tfjs_layout not in LAYOUTS:
@@ -111,7 +110,7 @@ class OnnxToTf(Export):
 
     def run(self, src: Artifact, out_dir: Path) -> Artifact:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # as onnx2tf sets it, should it be needed after TF
-        for module in self.imports:
+        for module in self.imports if self.onnx_to_tf == "onnx2tf" else OWN_IMPORTS:
             require(module)
         model, inputs, outputs, sizes = self.prepare(src)
         if not outputs:
