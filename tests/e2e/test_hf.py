@@ -222,7 +222,7 @@ def test_export_to_tfjs_passes_parity_in_the_tfjs_runtime(bert_dir, tmp_path):
     need("torch", "transformers", "optimum", "onnxruntime", "tensorflow", "tensorflowjs", "onnx2tf")
     from converter.formats.tf.onnx_prep import VALUE_FOLD
 
-    r = convertkit("export", bert_dir, "--to", "tfjs", "-o", tmp_path / "web")
+    r = convertkit("export", bert_dir, "--to", "tfjs", "--onnx-to-tf", "onnx2tf", "-o", tmp_path / "web")
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "web" / "report.json").read_text())
     assert report["verdict"] == "PASSED"

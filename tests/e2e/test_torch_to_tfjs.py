@@ -31,6 +31,7 @@ def need_chain() -> None:
 def _export(source, out: Path, **options):
     import converter
 
+    options.setdefault("onnx_to_tf", "onnx2tf")  # this file tests the onnx2tf route (tests/e2e/test_lower_route.py: the own)
     return converter.export(source, to="tfjs", out_dir=out, **options)
 
 
@@ -122,7 +123,8 @@ def test_nhwc_on_request_and_4d_outputs_keep_the_source_layout(tmp_path):
         want = model(torch.from_numpy(x)).numpy()
     for layout, feed in (("source", x), ("nhwc", x.transpose(0, 2, 3, 1))):
         out = tmp_path / layout
-        report = converter.export(model, to="tfjs", out_dir=out, inputs=["x:batch,3,8,6"], tfjs_layout=layout)
+        report = converter.export(model, to="tfjs", out_dir=out, inputs=["x:batch,3,8,6"], tfjs_layout=layout,
+                                    onnx_to_tf="onnx2tf")
         assert report.verdict == "PASSED", report.parity.summary()
         got = _tfjs_outputs(out, {"x": feed})["output"]
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
@@ -234,7 +236,7 @@ def test_cli_pt2_to_tfjs_validates_each_hop(tmp_path):
 
     pt2 = build(tmp_path / "fx", ["cnn"])["cnn"]["pt2"]
     out = tmp_path / "out"
-    r = convertkit("export", pt2, "--to", "tfjs", "--validate", "each", "-o", out)
+    r = convertkit("export", pt2, "--to", "tfjs", "--onnx-to-tf", "onnx2tf", "--validate", "each", "-o", out)
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == ROUTE
@@ -260,7 +262,8 @@ def test_cli_onnx_source_to_tfjs_offline_and_input_untouched(tmp_path):
     work.mkdir()
     dead = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
             "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
-    r = convertkit("export", model, "--to", "tfjs", "--tfjs-layout", "nhwc", "-o", tmp_path / "out", cwd=work, env={
+    r = convertkit("export", model, "--to", "tfjs", "--onnx-to-tf", "onnx2tf", "--tfjs-layout", "nhwc",
+                   "-o", tmp_path / "out", cwd=work, env={
         **dead, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -283,7 +286,7 @@ def test_cli_onnx2tf_failure_exits_3_naming_the_hop_and_op(tmp_path):
                                helper.make_node("Mul", ["x", "two_f"], ["y"], name="mul")], "g", [x], [y], [two])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     onnx.save(model, str(tmp_path / "castlike.onnx"))
-    r = convertkit("export", tmp_path / "castlike.onnx", "--to", "tfjs", "-o", tmp_path / "out")
+    r = convertkit("export", tmp_path / "castlike.onnx", "--to", "tfjs", "--onnx-to-tf", "onnx2tf", "-o", tmp_path / "out")
     assert r.returncode == 3, r.stderr
     assert "stage 'onnx->tf' failed" in r.stderr and "CastLike (node 'scale_like_x')" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
@@ -299,7 +302,8 @@ def test_legacy_exporter_attention_and_byte_identical_output(tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"out{i}"
-        r = convertkit("export", fx.builder, "-i", "x:4,4,32", "--exporter", "torchscript", "--to", "tfjs", "-o", out)
+        r = convertkit("export", fx.builder, "-i", "x:4,4,32", "--exporter", "torchscript", "--to", "tfjs",
+                       "--onnx-to-tf", "onnx2tf", "-o", out)
         assert r.returncode == 0, r.stderr
         outs.append(out)
     report = json.loads((outs[0] / "report.json").read_text())
@@ -357,7 +361,7 @@ def test_onnx2tf_graph_is_written_to_tfjs_as_it_is(tmp_path):
 
     fx = CATALOG["cnn"]
     converter.export(fx.builder, to="onnx", out_dir=tmp_path / "onnx", inputs=list(fx.inputs), check=False)
-    tf_model = OnnxToTf().run(converter.load(str(tmp_path / "onnx" / "model.onnx")), _mkdir(tmp_path / "tf"))
+    tf_model = OnnxToTf(onnx_to_tf="onnx2tf").run(converter.load(str(tmp_path / "onnx" / "model.onnx")), _mkdir(tmp_path / "tf"))
     tf = require("tensorflow")
     assert as_written(tf_model, tf) is not None
     direct = TfToTfjs().run(tf_model, _mkdir(tmp_path / "direct"))
