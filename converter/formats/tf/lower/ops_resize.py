@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import resize_coeffs as rc
+from . import resize_graph
 from .registry import op
 from .values import V, channels_last
 
@@ -52,7 +53,13 @@ class _Resize:
     roi: list = field(default_factory=list)  # (start, end) per axis
 
     def changed(self) -> list[int]:
-        return [a for a in range(len(self.size_in)) if not (self.scales[a] == 1.0 and self.roi[a] == (0.0, 1.0))]
+        """The axes this resize may change (a scale fed at run time may change any)."""
+        return [a for a in range(len(self.size_in)) if not (isinstance(self.scales[a], float) and self.scales[a] == 1.0
+                                                            and self.roi[a] == (0.0, 1.0))]
+
+    def static(self, a: int) -> bool:
+        return all(isinstance(v, (int, float)) for v in (self.size_in[a], self.size_out[a], *self.roi[a])) and (
+            self.scales[a] is None or isinstance(self.scales[a], float))
 
 
 def _sizes_in(cx: Any, x: V) -> list:
@@ -76,19 +83,22 @@ def _plan(cx: Any, node: Any, x: V, scales: Any, sizes: Any, roi: Any) -> _Resiz
     plan.size_in = _sizes_in(cx, x)
     axes = [a % r for a in (cx.attr(node, "axes", None) or range(r))]
     plan.roi = [(0.0, 1.0)] * r
-    if roi is not None and len(roi) == 2 * len(axes):
+    if roi is not None:
+        static = isinstance(roi, np.ndarray)
         for i, a in enumerate(axes):
-            plan.roi[a] = (float(roi[i]), float(roi[len(axes) + i]))
+            lo, hi = roi[i], roi[len(axes) + i]
+            plan.roi[a] = (float(lo), float(hi)) if static else (lo, hi)
     plan.scales, plan.size_out = [1.0] * r, list(plan.size_in)
     if sizes is not None:
         _from_sizes(cx, node, plan, axes, sizes)
     elif scales is not None:
+        tf = cx.tf
         for i, a in enumerate(axes):
-            s = float(scales[i])
+            s = float(scales[i]) if isinstance(scales, np.ndarray) else tf.cast(scales[i], tf.float32)
             n = plan.size_in[a]
             plan.scales[a] = s
-            plan.size_out[a] = int(math.floor(n * s)) if isinstance(n, int) else cx.tf.cast(
-                cx.tf.floor(cx.tf.cast(n, cx.tf.float64) * s), cx.tf.int32)
+            plan.size_out[a] = int(math.floor(n * s)) if isinstance(n, int) and isinstance(s, float) else tf.cast(
+                tf.floor(tf.cast(n, tf.float32) * s), tf.int32)
     return plan
 
 
@@ -100,31 +110,43 @@ def _from_sizes(cx: Any, node: Any, plan: _Resize, axes: list[int], sizes: Any) 
         out = int(sizes[i]) if static else cx.tf.cast(sizes[i], cx.tf.int32)
         plan.size_out[a] = out
         plan.scales[a] = out / n if static and isinstance(n, int) else None
-    if policy != "stretch":
-        if any(plan.scales[a] is None for a in axes):
-            cx.fail(node, "keep_aspect_ratio_policy needs static sizes")
-        pick = min if policy == "not_larger" else max
-        s = pick(plan.scales[a] for a in axes)
+    if policy == "stretch":
+        return
+    if all(isinstance(plan.scales[a], float) for a in axes):
+        s = (min if policy == "not_larger" else max)(plan.scales[a] for a in axes)
         for a in axes:
             plan.scales[a] = s
             plan.size_out[a] = int(s * plan.size_in[a] + 0.5)
+        return
+    tf = cx.tf
+    ratios = tf.stack([tf.cast(plan.size_out[a], tf.float32) / tf.cast(plan.size_in[a], tf.float32) for a in axes])
+    s = tf.reduce_min(ratios) if policy == "not_larger" else tf.reduce_max(ratios)
+    for a in axes:
+        plan.scales[a] = s
+        plan.size_out[a] = tf.cast(tf.floor(s * tf.cast(plan.size_in[a], tf.float32) + 0.5), tf.int32)
 
 
 def _kernel_for(plan: _Resize, rank: int) -> tuple[str, bool, bool] | None:
-    """The TF kernel that computes this resize exactly, if one does."""
-    if rank != 4 or plan.antialias or any(a not in (2, 3) for a in plan.changed()):
+    """The TF kernel that computes this resize exactly, if one does. Sizes fed at run time are taken
+    to keep N and C (a resize of the batch or channels has no kernel, and no model does it)."""
+    fed = [a for a in plan.changed() if plan.scales[a] is None and not isinstance(plan.size_out[a], int)]
+    if rank != 4 or plan.antialias or any(a not in (2, 3, *fed) for a in plan.changed()):
         return None
     kernel = _KERNELS.get((plan.mode, plan.coords, plan.nearest if plan.mode == "nearest" else None))
     if kernel is None:
         return None
     for a in (2, 3):
         n, out, s = plan.size_in[a], plan.size_out[a], plan.scales[a]
+        if plan.coords == "pytorch_half_pixel" and (not isinstance(out, int) or out == 1):
+            return None  # its output of size 1 maps to -0.5, which the kernel does not do
         if s is None:
             continue  # sizes given: TF's scale is out/in, as ONNX's
+        if not isinstance(s, float):
+            return None  # a scale fed at run time: out/in may differ from it
         if isinstance(n, int) and isinstance(out, int):
-            if n * s != out or (plan.coords == "pytorch_half_pixel" and out == 1):
+            if n * s != out:
                 return None
-        elif s != int(s) or s < 1 or plan.coords == "pytorch_half_pixel":
+        elif s != int(s) or s < 1:
             return None  # an integer upscale has out = in * scale for every in
     return kernel
 
@@ -149,11 +171,14 @@ def _run_general(cx: Any, node: Any, x: V, plan: _Resize) -> V:
     t = x.t
     for a in reversed(plan.changed()):
         n, out, s = plan.size_in[a], plan.size_out[a], plan.scales[a]
-        if not (isinstance(n, int) and isinstance(out, int)):
-            cx.fail(node, f"resizing axis {a} in mode {plan.mode}/{plan.coords} needs its sizes at conversion time")
+        p = cx.axis(x, a)
+        if not plan.static(a):
+            if plan.antialias and not (isinstance(n, int) and n <= 64):
+                cx.fail(node, "antialias with a scale fed at run time needs the input size (at most 64) at conversion time")
+            t = resize_graph.resize_axis(cx, t, p, n, out, s, plan, plan.roi[a])
+            continue
         ax = rc.Axis(n, out, s if s is not None else out / n, plan.roi[a])
         src, inside = rc.source(ax, plan.coords)
-        p = cx.axis(x, a)
         if plan.mode == "nearest":
             t = tf.gather(t, rc.nearest(src, n, plan.nearest, ax.scale < 1), axis=p)
         else:
@@ -204,8 +229,8 @@ def _input(cx: Any, ins: list, i: int) -> Any:
 def resize(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     x = ins[0]
     scales, sizes = _input(cx, ins, 2), _input(cx, ins, 3)
-    if scales is not None and not isinstance(scales, np.ndarray):
-        cx.fail(node, "scales must be known at conversion time (give sizes for a dynamic output size)")
+    if sizes is not None:  # ONNX: scales is then empty
+        scales = None
     plan = _plan(cx, node, x, scales, sizes, _input(cx, ins, 1) if cx.attr(
         node, "coordinate_transformation_mode") == "tf_crop_and_resize" else None)
     plan.coords = cx.attr(node, "coordinate_transformation_mode", "half_pixel")
@@ -214,20 +239,16 @@ def resize(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     plan.exclude_outside = bool(cx.attr(node, "exclude_outside", 0))
     plan.extrapolation = float(cx.attr(node, "extrapolation_value", 0.0))
     plan.antialias = bool(cx.attr(node, "antialias", 0)) and plan.mode != "nearest"
-    if plan.roi and plan.coords == "tf_crop_and_resize" and not isinstance(_input(cx, ins, 1), np.ndarray):
-        cx.fail(node, "tf_crop_and_resize needs its roi at conversion time")
     return _resize(cx, node, x, plan)
 
 
 def _asymmetric(cx: Any, node: Any, x: V, scales: Any) -> list[V]:
     """Upsample and Resize-10: asymmetric coordinates; nearest floors (ceils when downsampling)."""
-    if not isinstance(scales, np.ndarray):
-        cx.fail(node, "scales must be known at conversion time")
     plan = _plan(cx, node, x, scales, None, None)
     plan.coords, plan.nearest = "asymmetric", "simple"
     if plan.mode == "bilinear":
         plan.mode = "linear"
-    if plan.mode == "nearest" and all(s >= 1 for s in plan.scales):
+    if plan.mode == "nearest" and all(isinstance(s, float) and s >= 1 for s in plan.scales):
         plan.nearest = "floor"
     return _resize(cx, node, x, plan)
 
