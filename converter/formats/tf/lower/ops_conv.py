@@ -104,16 +104,35 @@ def _plain(cx: Any, x: Any, weight: Any, m: Any, win: spatial.Window, padding: s
     return fn(x, filt, strides=(1, *win.strides, 1), padding=padding, dilations=(1, *win.dilations, 1))
 
 
-def _dilate(weight: Any, m: Any, dilations: tuple[int, ...]) -> Any:
+def _dilate(cx: Any, weight: Any, m: Any, dilations: tuple[int, ...]) -> Any:
     """A dilated kernel written out with zeros between its taps (ConvTranspose of a dilated kernel)."""
     if all(d == 1 for d in dilations):
         return weight
     if m is not np:
-        return None
+        return _dilate_graph(cx, weight, dilations)
     k = weight.shape[2:]
     out = np.zeros((*weight.shape[:2], *((ki - 1) * d + 1 for ki, d in zip(k, dilations))), weight.dtype)
     out[(slice(None), slice(None), *(slice(None, None, d) for d in dilations))] = weight
     return out
+
+
+def _dilate_graph(cx: Any, weight: Any, dilations: tuple[int, ...]) -> Any:
+    """``_dilate`` for a weight known only at run time: per spatial axis, each tap followed by d - 1
+    zeros (a stack and a reshape), then the zeros after the last tap cut off."""
+    tf = cx.tf
+    for i, d in enumerate(dilations):
+        if d == 1:
+            continue
+        axis = i + 2
+        w = tf.expand_dims(weight, axis + 1)
+        pads = [[0, 0]] * (weight.shape.rank + 1)
+        pads[axis + 1] = [0, d - 1]
+        w = tf.pad(w, pads)
+        shape = tf.shape(weight)
+        merged = tf.concat([shape[:axis], [shape[axis] * d], shape[axis + 1:]], 0)
+        w = tf.reshape(w, merged)
+        weight = tf.gather(w, tf.range(tf.shape(w)[axis] - (d - 1)), axis=axis)
+    return weight
 
 
 @op("ConvTranspose", since=1)
@@ -127,9 +146,7 @@ def conv_transpose(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     xp = cx.physical(x, channels_last(r))
     weight, m = _weights(cx, w, xp.dtype)
     win = spatial.window(cx, node, _kernel(cx, node, weight, n))
-    weight = _dilate(weight, m, win.dilations)
-    if weight is None:
-        cx.fail(node, "a dilated ConvTranspose needs its weight at conversion time")
+    weight = _dilate(cx, weight, m, win.dilations)
     size = spatial.sizes(cx, xp, n)
     full = [(s - 1) * st + eff for s, st, eff in zip(size, win.strides, win.effective)]
     begin, end = _transpose_pads(cx, node, size, full, win)

@@ -1,0 +1,232 @@
+"""The lowering's conv, pooling, normalization, resize and RNN handlers (issue 13).
+
+ONNX's own conformance cases for these ops, lowered and run in TensorFlow on the case's inputs; and
+tiny seeded PyTorch modules (the cnn / dwcnn / rnn fixtures, ConvTranspose with output_padding,
+Resize, grouped and 1-D convs, pools, bidirectional RNNs) exported with torch.onnx, lowered, and
+compared with onnxruntime on the same ONNX file at two sizes of each dynamic dim. A conv net's
+lowered graph runs channels-last with no Transpose between two convs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import need
+
+#: conformance cases of the ops these handlers own (case-name prefixes)
+PREFIXES = ("test_conv", "test_basic_conv", "test_convtranspose", "test_maxpool", "test_averagepool",
+            "test_globalaveragepool", "test_globalmaxpool", "test_lppool", "test_batchnorm", "test_instancenorm",
+            "test_lrn", "test_group_normalization", "test_mvn", "test_resize", "test_upsample", "test_depthtospace",
+            "test_spacetodepth", "test_lstm", "test_gru", "test_rnn", "test_simple_rnn")
+#: cases of those ops that are not this module's: other ops' handlers, or outputs the lowering refuses
+NOT_HERE = {"test_convinteger_with_padding": "ConvInteger", "test_convinteger_without_padding": "ConvInteger",
+            "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output",
+            "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output"}
+
+
+def _node_dir() -> Path | None:
+    try:
+        import onnx
+    except ImportError:
+        return None
+    return Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "node"
+
+
+def _cases() -> list[str]:
+    root = _node_dir()
+    if root is None or not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(PREFIXES) and p.name not in NOT_HERE
+                  and not p.name.endswith("_expanded"))
+
+
+@pytest.fixture(scope="module")
+def tf():
+    need("tensorflow", "onnx", "onnxruntime")
+    from converter.deps import require
+
+    return require("tensorflow")
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_conformance_case_matches_expected_outputs(tf, name):
+    from converter.formats.tf.lower.harness import load_case, lower_model, run
+
+    model, inputs, expected = load_case(_node_dir() / name)
+    got = run(lower_model(model), model, inputs)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        # some cases' expected outputs are written to 4 decimals
+        np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64), atol=1e-4, rtol=1e-3)
+
+
+# -- PyTorch modules exported with torch.onnx ------------------------------------------------------
+def _export(module, args, path: Path, dynamic: dict[str, dict[int, str]]) -> object:
+    """module -> ONNX (TorchScript exporter: fast, and it keeps the dynamic axes asked for)."""
+    import onnx
+    import torch
+
+    names = list(dynamic) if dynamic else [f"in{i}" for i in range(len(args))]
+    with torch.no_grad():
+        torch.onnx.export(module, tuple(torch.from_numpy(a) for a in args), str(path), dynamo=False,
+                          input_names=names, output_names=["y"], dynamic_axes=dynamic, opset_version=17)
+    return onnx.load(str(path))
+
+
+def _ort(model, feeds: dict) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _check(model, feed_sets: list[dict], atol: float = 1e-4):
+    """Lower once (dynamic dims stay dynamic), then match onnxruntime on every feed set."""
+    from converter.formats.tf.lower.harness import lower_model, run
+
+    lowered = lower_model(model)
+    for feeds in feed_sets:
+        want = _ort(model, feeds)
+        got = run(lowered, model, feeds)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, atol=atol, rtol=1e-4)
+    return lowered
+
+
+def _rand(seed: int, *shape: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _conv_ops(graph_def) -> set[str]:
+    return {n.name for n in graph_def.node if n.op in ("Conv2D", "DepthwiseConv2dNative", "Conv3D", "_FusedConv2D")}
+
+
+def _transposes_between_convs(graph_def) -> list[str]:
+    """Transpose nodes with a conv both upstream and downstream of them."""
+    inputs = {n.name: [i.lstrip("^").split(":")[0] for i in n.input] for n in graph_def.node}
+    outputs: dict[str, list[str]] = {}
+    for name, ins in inputs.items():
+        for i in ins:
+            outputs.setdefault(i, []).append(name)
+    convs = _conv_ops(graph_def)
+
+    def reaches(start: str, edges: dict) -> bool:
+        seen, todo = set(), list(edges.get(start, []))
+        while todo:
+            n = todo.pop()
+            if n in convs:
+                return True
+            if n not in seen:
+                seen.add(n)
+                todo.extend(edges.get(n, []))
+        return False
+
+    return [n.name for n in graph_def.node if n.op == "Transpose" and reaches(n.name, inputs)
+            and reaches(n.name, outputs)]
+
+
+@pytest.mark.parametrize("fixture", ["cnn", "dwcnn"])
+def test_conv_fixture_runs_channels_last_with_a_dynamic_batch(tf, tmp_path, fixture):
+    need("torch")
+    from fixtures import torch_models
+
+    model = _export(getattr(torch_models, fixture)(), [_rand(0, 1, 3, 32, 32)], tmp_path / "m.onnx",
+                    {"x": {0: "batch"}})
+    lowered = _check(model, [{"x": _rand(1, 1, 3, 32, 32)}, {"x": _rand(2, 3, 3, 32, 32)}])
+    gd = lowered.graph_def
+    assert len(_conv_ops(gd)) >= 2
+    assert _transposes_between_convs(gd) == []
+    ops = {n.op for n in gd.node}
+    if fixture == "dwcnn":
+        assert "DepthwiseConv2dNative" in ops  # depthwise convs on TF's (and TF.js's) own kernel
+
+
+def test_rnn_fixture_takes_any_sequence_length(tf, tmp_path):
+    need("torch")
+    from fixtures import torch_models
+
+    model = _export(torch_models.rnn(), [_rand(0, 2, 4, 8)], tmp_path / "m.onnx", {"x": {0: "batch", 1: "time"}})
+    lowered = _check(model, [{"x": _rand(1, 2, 4, 8)}, {"x": _rand(2, 3, 9, 8)}, {"x": _rand(3, 1, 1, 8)}])
+    assert lowered.inputs[0].shape[1] is None or isinstance(lowered.inputs[0].shape[1], str)
+
+
+def _torch_module(kind: str):
+    import torch
+    from torch import nn
+    from torch.nn import functional as F  # noqa: N812
+
+    class ConvT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
+            self.grouped = nn.ConvTranspose2d(6, 4, 4, stride=2, padding=1, groups=2, dilation=1)
+            self.odd = nn.ConvTranspose1d(4, 3, 5, stride=3, padding=2, output_padding=2, dilation=2)
+
+        def forward(self, x):
+            y = self.grouped(torch.relu(self.up(x)))
+            return y.sum(dim=2) + self.odd(x.mean(dim=2)).sum()
+
+    class Resize(nn.Module):
+        def forward(self, x):
+            a = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            b = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            c = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+            d = F.interpolate(x, size=(5, 7), mode="bicubic", align_corners=False)
+            return a + b + c + d.mean()
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.grouped = nn.Conv2d(4, 8, (3, 2), groups=2, padding=(0, 1), stride=(1, 2), dilation=(2, 1))
+            self.norm = nn.InstanceNorm2d(8, affine=True)
+            self.gn = nn.GroupNorm(2, 8)
+            self.maxp = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.avgp = nn.AvgPool2d(3, 2, padding=1, count_include_pad=False)
+            self.conv1d = nn.Conv1d(8, 4, 3, padding=2, dilation=2)
+
+        def forward(self, x):
+            y = self.gn(self.norm(self.grouped(x)))
+            y = self.avgp(self.maxp(y))
+            return self.conv1d(y.flatten(2)) + F.adaptive_max_pool2d(y, 1).flatten(2).mean()
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(6, 8, num_layers=2, bidirectional=True, batch_first=True)
+            self.gru = nn.GRU(16, 5, bidirectional=True)
+            self.rnn = nn.RNN(10, 4, nonlinearity="relu", batch_first=True)
+
+        def forward(self, x):
+            h, _ = self.lstm(x)
+            h, _ = self.gru(h.transpose(0, 1))
+            h, _ = self.rnn(h.transpose(0, 1))
+            return h
+
+    torch.manual_seed(11)
+    return {"convtranspose": ConvT, "resize": Resize, "mixed": Mixed, "recurrent": Recurrent}[kind]().eval()
+
+
+#: module -> (input shapes at export, dynamic axes, shapes the lowered model must also take)
+TORCH = {
+    "convtranspose": ((1, 4, 6, 6), {0: "b", 2: "h", 3: "w"}, [(2, 4, 6, 6), (1, 4, 5, 9)]),
+    "resize": ((1, 3, 4, 6), {0: "b", 2: "h", 3: "w"}, [(2, 3, 4, 6), (1, 3, 7, 5)]),
+    "mixed": ((1, 4, 17, 12), {0: "b"}, [(1, 4, 17, 12), (3, 4, 17, 12)]),
+    "recurrent": ((2, 5, 6), {0: "b", 1: "t"}, [(2, 5, 6), (3, 11, 6), (1, 1, 6)]),
+}
+
+
+@pytest.mark.parametrize("kind", list(TORCH))
+def test_torch_module_matches_onnxruntime_at_two_sizes(tf, tmp_path, kind):
+    need("torch")
+    shape, dynamic, sizes = TORCH[kind]
+    model = _export(_torch_module(kind), [_rand(0, *shape)], tmp_path / "m.onnx", {"x": dynamic})
+    ops = {n.op_type for n in model.graph.node}
+    assert {"convtranspose": "ConvTranspose", "resize": "Resize", "mixed": "InstanceNormalization",
+            "recurrent": "LSTM"}[kind] in ops
+    _check(model, [{"x": _rand(i + 1, *s)} for i, s in enumerate(sizes)])
