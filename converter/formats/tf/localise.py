@@ -28,6 +28,7 @@ from typing import Any
 from ...core import KNOWN_WRONG, Artifact, TensorSpec
 from ...deps import require
 from ...errors import ConvertkitError
+from . import own
 
 logger = logging.getLogger(__name__)
 MAX_CONVERSIONS = 16  # a binary search over 2**16 nodes; cuts that cannot be compared use some up
@@ -47,6 +48,8 @@ def first_diverging_node(stage: Any, src: Artifact, result: Artifact, source_map
 
     if not isinstance(stage, OnnxToTf) or src.path is None:
         return None
+    if result.meta.get("converter") == own.CONVERTER:  # every value has a TF twin: one mark-all run, no cuts
+        return _own_diverging(stage, src, result, source_map, feeds)
     onnx = require("onnx")
     model, inputs, _, sizes = stage.prepare(src)
     variant = next((v for v in variants(inputs, sizes) if v.label == result.meta.get("shapes")), None)
@@ -66,6 +69,20 @@ def first_diverging_node(stage: Any, src: Artifact, result: Artifact, source_map
     found = _bisect(cuts, lambda k, work: _diverges(stage, onnx, cuts, k, inputs, variant, sizes, work, samples),
                     t0, on="the validation samples" if samples else "the stage's own samples")
     found["seconds"] = round(time.perf_counter() - t0, 1)
+    if found.get("node") is not None:
+        found["source"] = source_term(found["node"], source_map)
+    return found
+
+
+def _own_diverging(stage: Any, src: Artifact, result: Artifact, source_map: Mapping[str, str],
+                   feeds: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    from ..onnx.scopes import source_term
+
+    model, inputs, outputs, _ = stage.prepare(src)
+    inputs = tuple(own._named_dims(s) for s in inputs)
+    names = [s.name for s in inputs]
+    samples = [f for f in feeds or () if all(n in f for n in names)] if not result.meta.get(KNOWN_WRONG) else None
+    found = own.first_diverging(model, inputs, outputs, stage.tfjs_layout, feeds=samples or None)
     if found.get("node") is not None:
         found["source"] = source_term(found["node"], source_map)
     return found
