@@ -129,6 +129,18 @@ def test_remedies_rescue_a_quantization_hostile_model(tmp_path):
     assert kept["op"] == "Gemm" and "relative error" in kept["why"]
 
 
+def test_dynamic_int8_keeps_every_layer_of_a_gelu_mlp_int8(tmp_path):
+    """Portable int8 needs no fp32 layer to make up for CPU saturation: the file is ~0.25x on any CPU."""
+    need("torch", "onnx", "onnxruntime", "onnxscript")
+    rc, report, err = _run("export", "fixtures.pass_models:gelu_mlp", "-i", "x:batch,256", "-p", "quantize",
+                           "-o", tmp_path / "q")
+    assert rc == 0, err
+    q = _stage(report, "quantize")
+    assert q["notes"]["kept_fp32"] == [] and q["notes"]["int8"]["saturation_free"] is True
+    assert q["notes"]["int8"]["int8_weight_tensors"] == 3 and q["bytes_out"] < 0.27 * q["bytes_in"]
+    assert report["parity"]["outputs"][0]["cosine"] >= 0.999
+
+
 def test_quantization_past_its_tolerance_exits_1_and_keeps_the_model(tmp_path, onnx_models):
     need("onnx", "onnxruntime")
     rc, report, _ = _run("optimize", onnx_models["cnn"], "-p", "quantize", "--atol", "1e-6", "--rtol", "1e-6",
