@@ -143,7 +143,13 @@ def _signature(tf: Any, inputs: Sequence[TensorSpec], layout: str, taken: set[st
         dims = tuple(d if isinstance(d, int) and d > 0 else None for d in (s.shape or ()))
         perm = channels_last(len(dims)) if layout == "nhwc" and len(dims) in _LAYOUT_NAMES else None
         phys = tuple(dims[p] for p in perm) if perm else dims
-        sig.append(tf.TensorSpec(list(phys) if s.shape is not None else None, tf.as_dtype(s.dtype), name=name))
+        try:
+            dtype = tf.as_dtype(s.dtype)
+        except TypeError:
+            raise LoweringError(f"input '{s.name}' has dtype {s.dtype}, which TensorFlow has no dtype for") from None
+        if dtype == tf.string:
+            raise LoweringError(f"input '{s.name}' holds strings, which the lowering does not take (TF.js has none)")
+        sig.append(tf.TensorSpec(list(phys) if s.shape is not None else None, dtype, name=name))
         shown = tuple((s.shape or ())[p] for p in perm) if perm else s.shape
         specs.append(TensorSpec(name, shown, s.dtype, _LAYOUT_NAMES.get(len(dims)) if perm else s.layout,
                                 s.int_range))

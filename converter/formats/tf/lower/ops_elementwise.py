@@ -49,6 +49,19 @@ _BINARY = {
 }
 for _name, _fn in _BINARY.items():
     op(_name)(_binary(_fn))
+_BITWISE = {
+    "BitwiseAnd": lambda tf, a, b: tf.bitwise.bitwise_and(a, b),
+    "BitwiseOr": lambda tf, a, b: tf.bitwise.bitwise_or(a, b),
+    "BitwiseXor": lambda tf, a, b: tf.bitwise.bitwise_xor(a, b),
+}
+for _name, _fn in _BITWISE.items():
+    op(_name, since=18)(_binary(_fn))
+
+
+@op("BitwiseNot", since=18)
+def bitwise_not(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    x = ins[0]
+    return [V(cx.tf.bitwise.invert(x.t), x.perm)]
 
 
 @op("Mod")

@@ -137,3 +137,23 @@ def layer_norm(cx: Any, node: Any, ins: list[V | None]) -> list[V | None]:
     if len(node.output) > 1:
         out += [V(mean, x.perm), V(inv, x.perm)]
     return out
+
+
+@op("RMSNormalization", since=23)
+def rms_norm(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """x / sqrt(mean(x^2 over axis..rank-1) + epsilon) * scale, statistics in float32 for half inputs."""
+    tf = cx.tf
+    x = ins[0]
+    rank = x.rank
+    axis = cx.attr(node, "axis", -1)
+    axis = axis + rank if axis < 0 else axis
+    axes = sorted(cx.axis(x, a) for a in range(axis, rank))
+    t = x.t
+    stash = t.dtype in (tf.float16, tf.bfloat16) and cx.attr(node, "stash_type", 1) == 1
+    if stash:
+        t = tf.cast(t, tf.float32)
+    y = t * tf.math.rsqrt(tf.reduce_mean(tf.square(t), axes, keepdims=True) + cx.attr(node, "epsilon", 1e-5))
+    if stash:
+        y = tf.cast(y, x.t.dtype)
+    (y, scale), perm = cx.broadcast([V(y, x.perm), ins[1]])
+    return [V(y * scale, perm)]

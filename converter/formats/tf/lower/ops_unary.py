@@ -74,6 +74,14 @@ def _thresholded(cx: Any, node: Any, x: Any) -> Any:
     return tf.where(x > cx.attr(node, "alpha", 1.0), x, tf.zeros_like(x))
 
 
+def _shrink(cx: Any, node: Any, x: Any) -> Any:
+    tf = cx.tf
+    lambd, bias = cx.attr(node, "lambd", 0.5), cx.attr(node, "bias", 0.0)
+    lo, hi = x + tf.cast(bias, x.dtype), x - tf.cast(bias, x.dtype)
+    zero = tf.zeros_like(x)
+    return tf.where(x < -lambd, lo, tf.where(x > lambd, hi, zero))
+
+
 _UNARY: dict[str, Callable[..., Any]] = {
     "Abs": _abs,
     "Neg": lambda cx, n, x: cx.tf.negative(x),
@@ -114,6 +122,8 @@ _UNARY: dict[str, Callable[..., Any]] = {
     "Mish": lambda cx, n, x: x * cx.tf.tanh(cx.tf.math.softplus(x)),
     "ThresholdedRelu": _thresholded,
     "Identity": lambda cx, n, x: cx.tf.identity(x),
+    "Shrink": _shrink,
+    "Swish": lambda cx, n, x: x * cx.tf.sigmoid(x * cx.attr(n, "alpha", 1.0)),
 }
 for _name, _fn in _UNARY.items():
     op(_name)(_unary(_fn))
@@ -151,9 +161,15 @@ def clip(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
 
 @op("Dropout")
 def dropout(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
-    """Inference: the input, and an all-true mask when asked for."""
+    """Inference: the input, and an all-true mask when asked for. Training mode (opset 12+, with a
+    ratio above 0) draws random masks: refused rather than computed differently."""
     x = ins[0]
     tf = cx.tf
+    training = cx.static(ins[2]) if len(ins) > 2 and ins[2] is not None else None
+    ratio = cx.static(ins[1]) if len(ins) > 1 and ins[1] is not None else cx.np.asarray(0.5)
+    if len(ins) > 2 and ins[2] is not None and (training is None or bool(training)) and \
+            (ratio is None or float(ratio) > 0):
+        cx.fail(node, "training-mode Dropout draws random masks; export the model in inference mode")
     out = [V(tf.identity(x.t), x.perm)]
     if len(node.output) > 1 and node.output[1]:
         out.append(V(tf.ones_like(x.t, tf.bool), x.perm))
