@@ -30,23 +30,16 @@ output error at uint8, and what raising it bought per byte), and ``search`` the 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..core import Artifact
 from ..deps import require
-from ..errors import ConversionError
 
 LEVELS = ("uint8", "uint16", "float16", "float32")
 NBYTES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
-PROBE_SCRIPT = Path(__file__).resolve().parents[1] / "formats" / "tfjs" / "node" / "probe_weights.mjs"
-_WIRE = {"f": "float32", "i": "int32", "u": "int32", "b": "bool"}
 
 
 @dataclass(frozen=True)
@@ -79,87 +72,31 @@ class Step:
     raised: tuple[str, str, str, float] | None = None  # (weight, from, to, predicted error removed per byte)
 
 
-@dataclass
-class Choice:
-    """What :func:`choose` found: the index of the kept step (None: none passed) and every check."""
-
-    index: int | None
-    checked: list[tuple[int, bool, float | None]] = field(default_factory=list)  # (step, passed, cosine)
-    note: str = ""
-
-
-def measure(src: Artifact, data: Mapping[str, Any], names: Sequence[str], dtypes: Sequence[str],
-            feeds: Sequence[Mapping[str, Any]], backend: str = "wasm") -> Sensitivity:
-    """Run the model at ``src`` once as it is and once per (weight in ``names``, dtype in ``dtypes``)
-    with only that weight rounded (``data``: weight name -> float32 array), in one Node process."""
+def measure(src: Artifact, data: Mapping[str, Any], plan: Mapping[str, Sequence[str]],
+            feeds: Sequence[Mapping[str, Any]]) -> Sensitivity:
+    """Run the model at ``src`` once as it is and once per (weight, dtype in ``plan[weight]``) with
+    only that weight rounded (``data``: weight name -> float32 array), in one Node process."""
     np = require("numpy")
-    from ..formats.tfjs import model_dir
-    from ..formats.tfjs.runner import _node_env  # the npm packages' check and module path, as the runner's
+    from .tfjs_probe import run_probes
 
-    probes = [(n, d) for n in names for d in dtypes if d != "float32"]
+    probes = [(n, d) for n, dtypes in plan.items() for d in dtypes if d != "float32"]
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="convertkit-probe-") as tmp:
-        blob, offset = open(Path(tmp) / "data.bin", "wb"), 0
+    runs = run_probes(src, data, [[p] for p in probes], feeds)
+    names = list(runs[0][0])
+    base = [np.concatenate([s[o].astype(np.float64).ravel() for s in runs[0]]) for o in names]
+    scale = [1.0 / float(np.linalg.norm(b)) if np.any(b) else 1.0 for b in base]
+    sizes = np.cumsum([0] + [b.size for b in base])
+    segments = tuple(slice(int(sizes[k]), int(sizes[k + 1])) for k in range(len(names)))
 
-        def put(name: str, arr: Any) -> dict[str, Any]:
-            nonlocal offset
-            arr = np.ascontiguousarray(arr, dtype=_WIRE[arr.dtype.kind])
-            blob.write(arr.tobytes())
-            spec = {"name": name, "dtype": arr.dtype.name, "shape": list(arr.shape), "offset": offset,
-                    "byteLength": arr.nbytes}
-            offset += arr.nbytes
-            return spec
+    def vector(run: list[dict[str, Any]]) -> Any:
+        return np.concatenate([np.concatenate([s[o].astype(np.float64).ravel() for s in run]) * scale[k]
+                               for k, o in enumerate(names)])
 
-        with blob:
-            job = {"model_dir": str(model_dir(src.path)), "backend": backend, "data": blob.name,
-                   "out": str(Path(tmp) / "out.bin"),
-                   "feeds": [[put(k, np.asarray(v)) for k, v in f.items()] for f in feeds],
-                   "probes": [[put(n, rounded(data[n], d))] for n, d in probes]}
-        (Path(tmp) / "job.json").write_text(json.dumps(job))
-        node = require_node()
-        done = subprocess.run([node, str(PROBE_SCRIPT), str(Path(tmp) / "job.json")], capture_output=True,
-                              text=True, env=_node_env(backend), check=False)
-        answer = _last_json(done.stdout)
-        if done.returncode != 0 or "outputs" not in answer:
-            raise ConversionError(f"measuring weight sensitivity in TF.js failed: "
-                                  f"{answer.get('error') or done.stderr.strip()[-300:]}")
-        flat = np.fromfile(Path(tmp) / "out.bin", dtype="<f4").astype(np.float64)
-    runs = flat.reshape(len(probes) + 1, -1)
-    segments, order, scale = _layout(answer["outputs"], runs[0])
-    ref = (runs[0] * scale)[order]
-    deltas: dict[str, dict[str, Any]] = {n: {"float32": np.zeros_like(ref)} for n in names}
-    for (n, d), row in zip(probes, runs[1:]):
-        deltas[n][d] = (row * scale)[order] - ref
+    ref = vector(runs[0])
+    deltas: dict[str, dict[str, Any]] = {n: {"float32": np.zeros_like(ref)} for n in plan}
+    for (n, d), run in zip(probes, runs[1:]):
+        deltas[n][d] = vector(run) - ref
     return Sensitivity(ref, deltas, segments, len(probes) + 1, time.perf_counter() - t0)
-
-
-def _layout(specs: Sequence[Sequence[Mapping[str, Any]]], base: Any) -> tuple[tuple[slice, ...], Any, Any]:
-    """Node writes sample by sample, output by output; the vectors hold output by output (each
-    output one slice, its samples end to end). Returns the slices, the reordering, and each
-    element's 1/||its output|| (on the unrounded run)."""
-    np = require("numpy")
-    owner = np.concatenate([np.full(int(np.prod(o["shape"], dtype=np.int64)), k)
-                            for sample in specs for k, o in enumerate(sample)])
-    scale = np.ones_like(base)
-    segments, start = [], 0
-    for k in range(len(specs[0])):
-        mine = owner == k
-        norm = float(np.linalg.norm(base[mine]))
-        scale[mine] = 1.0 / norm if norm > 0 else 1.0
-        segments.append(slice(start, start + int(mine.sum())))
-        start += int(mine.sum())
-    return tuple(segments), np.argsort(owner, kind="stable"), scale
-
-
-def rounded(w: Any, dtype: str) -> Any:
-    """``w`` after tensorflowjs's quantize/dequantize round trip at ``dtype`` (what TF.js loads)."""
-    np = require("numpy")
-    quantization = require("tensorflowjs.quantization")
-    if dtype == "float32":
-        return w
-    q, meta = quantization.quantize_weights(w, quantization.QUANTIZATION_OPTION_TO_DTYPES[dtype])
-    with np.errstate(over="ignore", invalid="ignore"):
-        return quantization.dequantize_weights(q, meta, np.float32)
 
 
 def greedy_path(sens: Sensitivity, sizes: Mapping[str, int], base: Mapping[str, str], fixed_bytes: int,
@@ -216,39 +153,92 @@ def predicted_cosine(sens: Sensitivity, resid: Any) -> float:
     return min(cos) if cos else 1.0
 
 
-def choose(path: Sequence[Step], check: Callable[[int], tuple[bool, float | None]], aim: float,
-           max_checks: int = 8) -> Choice:
-    """The smallest step of ``path`` (path[0] already failed) that ``check`` passes, found with few
-    checks: up the path from the first step predicted to reach ``aim`` until one passes (each miss
-    moves to where the predicted error is smaller by the factor the prediction was off, at least 2),
-    then bisecting down between the last miss and the pass."""
+@dataclass(frozen=True)
+class Screened:
+    """A path step run in TF.js with its whole map rounded, against the unrounded model."""
+
+    step: int
+    nbytes: int
+    cosine: float | None
+    passed: bool  # the tolerance and the aim
+
+
+def screen(src: Artifact, data: Mapping[str, Any], path: Sequence[Step], fixed: Mapping[str, str],
+           steps: Sequence[int], feeds: Sequence[Mapping[str, Any]], tolerance: Any, aim: float) -> list[Screened]:
+    """Run the maps of ``steps`` (with ``fixed``, the weights not searched) in one Node process and
+    compare each with the unrounded model under ``tolerance`` (compare.py: cosine, top-1 on clear
+    decisions, the elementwise band) and ``aim``."""
+    from ..parity.compare import compare
+    from .tfjs_probe import run_probes
+
+    maps = [{**fixed, **path[i].dtypes} for i in steps]
+    runs = run_probes(src, data, [[(n, d) for n, d in m.items() if d != "float32"] for m in maps], feeds)
+    out = []
+    for i, run in zip(steps, runs[1:]):
+        report = compare(runs[0], run, tolerance)
+        cos = [o.cosine for o in report.outputs if o.cosine is not None]
+        worst = min(cos) if cos else None
+        out.append(Screened(i, path[i].nbytes, worst, bool(report) and (worst is None or worst >= aim)))
+    return out
+
+
+def coarse_steps(path: Sequence[Step], aim: float, most: int = 16) -> list[int]:
+    """Where to screen first: around the first step predicted to reach ``aim`` (from where the
+    predicted error is 4x the aim's), then doubling distances up the path, and its end."""
+    target, last = 1.0 - aim, len(path) - 1
     pred = [1.0 - s.predicted_cosine for s in path]
-    target = 1.0 - aim
-    choice = Choice(None)
-    lo, i = 0, next((k for k in range(1, len(path)) if pred[k] <= target), len(path) - 1)
-    while len(choice.checked) < max_checks and i > lo:
-        ok, cos = check(i)
-        choice.checked.append((i, ok, cos))
-        if ok:
-            choice.index = i
+    i0 = next((k for k in range(1, len(path)) if pred[k] <= target), last)
+    a = next((k for k in range(1, len(path)) if pred[k] <= 4 * target), i0)
+    steps = {a, (a + i0) // 2, i0, last} | {min(last, i0 + 2 ** j) for j in range(last.bit_length() + 1)}
+    steps = sorted(k for k in steps if k >= 1)
+    return steps[:most - 1] + [last] if len(steps) > most else steps
+
+
+def fine_steps(screened: Sequence[Screened], most: int = 16) -> list[int]:
+    """The steps between the last screened miss below the first screened pass and that pass."""
+    first = next((s.step for s in screened if s.passed), None)
+    if first is None:
+        return []
+    below = max((s.step for s in screened if not s.passed and s.step < first), default=0)
+    inside = list(range(below + 1, first))
+    if len(inside) > most:
+        inside = sorted({inside[round(k * (len(inside) - 1) / (most - 1))] for k in range(most)})
+    return inside
+
+
+@dataclass(frozen=True)
+class Planned:
+    """How the search treats one weight: its 2-byte dtype (the finer of uint16 and float16 by its
+    own rounding error, float32 where both fail), whether the probe measures it, those errors."""
+
+    wide: str
+    probed: bool
+    errors: Mapping[str, float]
+
+
+#: the smallest weights, together at most this share of the searched weights' elements, are not
+#: probed (each probe is a whole model run; a MobileNetV2 has ~100 bias vectors): they go to 2 bytes
+#: at once, which costs at most SMALL_SHARE / 4 of the float32 bytes
+SMALL_SHARE = 0.01
+
+
+def probe_plan(w: Any, names: Sequence[str]) -> dict[str, Planned]:
+    """Each weight's 2-byte dtype and whether it is probed (see :class:`Planned`)."""
+    import math
+
+    total = sum(int(w.data[n].size) for n in names)
+    small, acc = set(), 0
+    for n in sorted(names, key=lambda n: (int(w.data[n].size), n)):
+        acc += int(w.data[n].size)
+        if acc > SMALL_SHARE * total:
             break
-        lo = i
-        off = (1.0 - cos) / pred[i] if cos is not None and pred[i] > 0 else 2.0
-        want = min(pred[i] / 2.0, target / max(off, 1.0))
-        i = next((k for k in range(i + 1, len(path)) if pred[k] <= want), len(path) - 1)
-    else:
-        choice.note = (f"{len(choice.checked)} check(s) allowed (max_checks)" if len(choice.checked) >= max_checks
-                       else "the whole path was tried")
-        return choice
-    hi = choice.index
-    assert hi is not None
-    while hi - lo > 1 and len(choice.checked) < max_checks:
-        mid = (lo + hi) // 2
-        ok, cos = check(mid)
-        choice.checked.append((mid, ok, cos))
-        lo, hi = (lo, mid) if ok else (mid, hi)
-    choice.index = hi
-    return choice
+        small.add(n)
+    plan = {}
+    for n in names:
+        errors = {d: w.error(n, d) for d in ("uint8", "uint16", "float16")}
+        wide = min(("uint16", "float16"), key=lambda d: errors[d])
+        plan[n] = Planned(wide if math.isfinite(errors[wide]) else "float32", n not in small, errors)
+    return plan
 
 
 def _finite(x: float) -> float | None:
@@ -258,46 +248,44 @@ def _finite(x: float) -> float | None:
     return round(x, 6) if math.isfinite(x) else None
 
 
-def require_node() -> str:
-    import shutil
+def probe_feeds(src: Artifact, check: Any) -> list[dict[str, Any]]:
+    """The pipeline's validation feeds (``check.feeds``), laid out as the model takes them, so that
+    the screen sees what the check will; without a check, seeded samples of the model's inputs."""
+    from ..parity.inputs import make_feeds
+    from ..parity.validate import feeds_for, fitted_feeds
 
-    from ..errors import MissingDependencyError
-
-    node = shutil.which("node")
-    if node is None:
-        raise MissingDependencyError("Node.js (`node`) is not on PATH; TF.js models run in Node",
-                                     hint="install Node.js >= 18, then run `make install`")
-    return node
-
-
-def _last_json(text: str) -> dict[str, Any]:
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return {}
+    feeds = [dict(f) for f in getattr(check, "feeds", None) or []]
+    if not feeds:
+        return make_feeds(src.inputs, samples=3, seed=0)
+    if src.meta.get("fixed_shape"):
+        feeds, _ = fitted_feeds(src.inputs, [s.name for s in src.inputs], src.meta["fixed_shape"], feeds)
+    return feeds_for(src, feeds)[0]
 
 
 def search_map(w: Any, base: Mapping[str, str], trials: Any, src: Artifact, *, max_raised: int | None,
                max_checks: int) -> tuple[Any, dict[str, Any]]:
     """The map search for the weights ``base`` puts at uint8 (``w``: tfjs_weights.Weights, ``trials``:
     its Trials, whose aim the chosen map must reach). Returns (the Variant kept or None, report notes)."""
-    from ..parity.inputs import make_feeds
-    from .tfjs_weights import Variant
+    from .tfjs_trials import Variant
 
-    names = [n for n, d in base.items() if d == "uint8"]
+    plan = probe_plan(w, [n for n, d in base.items() if d == "uint8"])
+    names = [n for n, p in plan.items() if p.probed]
     sizes = {n: int(w.data[n].size) for n in names}
-    sens = measure(src, w.data, names, ("uint8", "uint16", "float16"), make_feeds(src.inputs, samples=3, seed=0))
-    path = greedy_path(sens, sizes, {n: "uint8" for n in names}, w.nbytes(base) - sum(sizes.values()), max_raised)
+    fixed = {**{n: d for n, d in base.items() if n not in names}, **{n: p.wide for n, p in plan.items() if not p.probed}}
+    feeds = probe_feeds(src, trials.judge.check)
+    tolerance = getattr(trials.judge.check, "tolerance", trials.judge.tolerance)
+    sens = measure(src, w.data, {n: ("uint8", plan[n].wide) for n in names}, feeds)
+    path = greedy_path(sens, sizes, {n: "uint8" for n in names},
+                       w.nbytes({**fixed, **{n: "uint8" for n in names}}) - sum(sizes.values()), max_raised)
     raised_at = {}
     for k, s in enumerate(path):
         if s.raised is not None:
             raised_at[(s.raised[0], s.raised[2])] = (k, s.raised[3])
 
     def why(n: str, d: str) -> str:
+        if not plan[n].probed:
+            return (f"small ({w.data[n].size} weights; the smallest, together at most {SMALL_SHARE:.0%} of the "
+                    f"searched ones): {d} without measuring, its finer 2-byte dtype by rounding error")
         alone = f"alone at uint8 it adds {sens.error(n, 'uint8'):.3g} relative output error (measured in TF.js)"
         if d == "uint8":
             return alone
@@ -305,30 +293,38 @@ def search_map(w: Any, base: Mapping[str, str], trials: Any, src: Artifact, *, m
         return f"{alone}; at {d} {sens.error(n, d):.2g}; raised at step {k} ({gain:.3g} squared error removed per byte)"
 
     def variant(i: int) -> Any:
-        dtypes = path[i].dtypes
-        kept = tuple((n, d, why(n, d)) for n, d in dtypes.items() if d != "uint8")
-        return Variant({**base, **dtypes}, kept, f"map step {i}: {len(kept)} of {len(names)} weights above uint8")
+        dtypes = {**fixed, **path[i].dtypes}
+        kept = tuple((n, d, why(n, d)) for n, d in dtypes.items() if n in plan and d != "uint8")
+        return Variant(dtypes, kept, f"map step {i}: {len(kept)} of {len(plan)} weights above uint8")
 
-    tried: dict[int, Any] = {}
-
-    def check(i: int) -> tuple[bool, float | None]:
-        tried[i] = variant(i)
-        ok, info = trials(tried[i])
-        return ok, info.get("cosine")
-
-    choice = choose(path, check, trials.aim, max_checks)
-    kept = path[choice.index] if choice.index is not None else path[0]
+    screened = screen(src, w.data, path, fixed, coarse_steps(path, trials.aim), feeds, tolerance,
+                      trials.aim)
+    fine = fine_steps(screened)
+    if fine:
+        screened = sorted([*screened, *screen(src, w.data, path, fixed, fine, feeds, tolerance,
+                                              trials.aim)], key=lambda s: s.step)
+    order = [s.step for s in screened if s.passed] or [len(path) - 1]  # none screened: the finest map, checked
+    chosen, checked = None, []
+    for i in order[:max_checks]:
+        v = variant(i)
+        ok, info = trials(v)
+        checked.append({"step": i, "weight_bytes": path[i].nbytes, "passed": ok, "cosine": info.get("cosine")})
+        if ok:
+            chosen = (i, v)
+            break
+    kept = {**fixed, **path[chosen[0] if chosen else 0].dtypes}
     ranking = sorted(names, key=lambda n: -sens.error(n, "uint8"))
     notes = {
         "search": {"how": "per-weight dtype map by measured output error per byte (tfjs_weight_map)",
-                   "aim_cosine": round(trials.aim, 6), "probe_runs": sens.runs,
+                   "aim_cosine": round(trials.aim, 6), "probed_weights": len(names), "probe_runs": sens.runs,
                    "probe_seconds": round(sens.seconds, 2), "path_steps": len(path),
-                   "checked": [{"step": i, "weight_bytes": path[i].nbytes, "predicted_cosine":
-                                round(path[i].predicted_cosine, 6), "passed": ok, "cosine": cos}
-                               for i, ok, cos in choice.checked],
-                   **({"note": choice.note} if choice.note else {})},
+                   "screened": [{"step": s.step, "weight_bytes": s.nbytes, "predicted_cosine":
+                                 round(path[s.step].predicted_cosine, 6), "cosine": s.cosine, "passed": s.passed}
+                                for s in screened],
+                   "checked": checked},
         "most_sensitive": [{"weight": n, "uint8_output_error": round(sens.error(n, "uint8"), 5)} for n in ranking[:5]],
-        "map": [{"weight": n, "dtype": kept.dtypes[n], "bytes": sizes[n] * NBYTES[kept.dtypes[n]],
-                 "output_error": {d: _finite(sens.error(n, d)) for d in ("uint8", "uint16", "float16")},
-                 "why": why(n, kept.dtypes[n])} for n in names]}
-    return (tried[choice.index] if choice.index is not None else None), notes
+        "map": [{"weight": n, "dtype": kept[n], "bytes": int(w.data[n].size) * NBYTES[kept[n]],
+                 "weight_error": {d: _finite(e) for d, e in p.errors.items()},
+                 **({"output_error": {d: _finite(sens.error(n, d)) for d in ("uint8", p.wide)}} if p.probed else {}),
+                 "why": why(n, kept[n])} for n, p in plan.items()]}
+    return (chosen[1] if chosen else None), notes
