@@ -116,23 +116,23 @@ def _dilate(cx: Any, weight: Any, m: Any, dilations: tuple[int, ...]) -> Any:
     return out
 
 
-def _dilate_graph(cx: Any, weight: Any, dilations: tuple[int, ...]) -> Any:
-    """``_dilate`` for a weight known only at run time: per spatial axis, each tap followed by d - 1
-    zeros (a stack and a reshape), then the zeros after the last tap cut off."""
+def _dilate_graph(cx: Any, t: Any, factors: tuple[int, ...], first: int = 2) -> Any:
+    """t with d - 1 zeros between neighbours along axes first, first + 1, ... (a dilated kernel, or
+    a strided transposed conv's input): each element followed by its zeros (a stack and a reshape),
+    then the zeros after the last one cut off."""
     tf = cx.tf
-    for i, d in enumerate(dilations):
+    for i, d in enumerate(factors):
         if d == 1:
             continue
-        axis = i + 2
-        w = tf.expand_dims(weight, axis + 1)
-        pads = [[0, 0]] * (weight.shape.rank + 1)
+        axis = first + i
+        w = tf.expand_dims(t, axis + 1)
+        pads = [[0, 0]] * (t.shape.rank + 1)
         pads[axis + 1] = [0, d - 1]
         w = tf.pad(w, pads)
-        shape = tf.shape(weight)
-        merged = tf.concat([shape[:axis], [shape[axis] * d], shape[axis + 1:]], 0)
-        w = tf.reshape(w, merged)
-        weight = tf.gather(w, tf.range(tf.shape(w)[axis] - (d - 1)), axis=axis)
-    return weight
+        shape = tf.shape(t)
+        w = tf.reshape(w, tf.concat([shape[:axis], [shape[axis] * d], shape[axis + 1:]], 0))
+        t = tf.gather(w, tf.range(tf.shape(w)[axis] - (d - 1)), axis=axis)
+    return t
 
 
 @op("ConvTranspose", since=1)
@@ -146,7 +146,7 @@ def conv_transpose(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     xp = cx.physical(x, channels_last(r))
     weight, m = _weights(cx, w, xp.dtype)
     win = spatial.window(cx, node, _kernel(cx, node, weight, n))
-    weight = _dilate(cx, weight, m, win.dilations)
+    weight = _dilate(cx, weight, m, win.dilations)  # a dilated kernel written out: no dilated transposed conv
     size = spatial.sizes(cx, xp, n)
     full = [(s - 1) * st + eff for s, st, eff in zip(size, win.strides, win.effective)]
     begin, end = _transpose_pads(cx, node, size, full, win)
@@ -202,12 +202,27 @@ def _transposed(cx: Any, node: Any, x: Any, weight: Any, m: Any, full: list, str
     out_shape = tf.stack([batch, *[tf.cast(f, tf.int32) for f in full], tf.constant(cout, tf.int32)])
 
     def one(xi: Any, wi: Any) -> Any:
+        if nd == 3:  # TF.js has no Conv3DBackpropInputV2
+            return _transposed_as_conv(cx, xi, wi, m, strides)
         filt = m.transpose(wi, (*range(2, nd + 2), 1, 0))  # (C, M, k...) -> (k..., M, C)
         return fn(xi, filt, out_shape, strides=(1, *strides, 1), padding="VALID")
 
     if group == 1:
         return one(x, weight)
     return tf.concat([one(xi, wi) for xi, wi in zip(tf.split(x, group, axis=-1), m.split(weight, group, 0))], -1)
+
+
+def _transposed_as_conv(cx: Any, x: Any, weight: Any, m: Any, strides: tuple) -> Any:
+    """The full transposed convolution as a plain one: stride-1 zeros between the input's elements,
+    k - 1 zeros around them, and the kernel flipped with its in/out channels swapped."""
+    tf = cx.tf
+    nd = len(strides)
+    k = weight.shape[2:]
+    x = _dilate_graph(cx, x, tuple(strides), first=1)
+    x = spatial.pad(cx, x, [(int(ki) - 1, int(ki) - 1) for ki in k])
+    filt = m.transpose(weight, (*range(2, nd + 2), 0, 1))  # (C, M, k...) -> (k..., C, M)
+    filt = np.ascontiguousarray(np.flip(filt, tuple(range(nd)))) if m is np else tf.reverse(filt, list(range(nd)))
+    return getattr(tf.nn, _CONV[nd])(x, filt, strides=(1,) * (nd + 2), padding="VALID")
 
 
 def _crop(cx: Any, y: Any, begin: list, end: list) -> Any:

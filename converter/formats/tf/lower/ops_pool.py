@@ -51,10 +51,26 @@ class _Pool:
 
 def _pool(cx: Any, x: Any, win: spatial.Window, kind: str, padding: str) -> Any:
     """TF's pool kernel (kind "max" or "avg") over a channels-last x, or taps where dilated."""
-    if all(d == 1 for d in win.dilations):
-        fn = getattr(cx.tf.nn, _POOL[kind][len(win.kernel)])
-        return fn(x, ksize=win.kernel, strides=win.strides, padding=padding)
-    return _taps(cx, x, win, kind)
+    if any(d != 1 for d in win.dilations):
+        return _taps(cx, x, win, kind)
+    if kind == "max" and len(win.kernel) == 3:
+        return _max_pool3d(cx, x, win)
+    fn = getattr(cx.tf.nn, _POOL[kind][len(win.kernel)])
+    return fn(x, ksize=win.kernel, strides=win.strides, padding=padding)
+
+
+def _max_pool3d(cx: Any, x: Any, win: spatial.Window) -> Any:
+    """A VALID 3-D max pool as two 2-D ones (max is separable): over (H, W) with depth folded into the
+    batch, then over D with H*W as one axis. TF.js's wasm MaxPool3D gives wrong results (4.22)."""
+    tf = cx.tf
+    shape = tf.shape(x)
+    n, d, c = shape[0], shape[1], shape[4]
+    hw = tf.nn.max_pool2d(tf.reshape(x, tf.stack([n * d, shape[2], shape[3], c])), win.kernel[1:], win.strides[1:],
+                          "VALID")
+    small = tf.shape(hw)
+    y = tf.reshape(hw, tf.stack([n, d, small[1] * small[2], c]))
+    y = tf.nn.max_pool2d(y, (win.kernel[0], 1), (win.strides[0], 1), "VALID")
+    return tf.reshape(y, tf.stack([n, tf.shape(y)[1], small[1], small[2], c]))
 
 
 def _taps(cx: Any, x: Any, win: spatial.Window, kind: str) -> Any:
@@ -87,7 +103,7 @@ def max_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V | None]:
     p = _Pool(cx, node, ins[0])
     if len(node.output) > 1 and node.output[1]:
         cx.fail(node, "MaxPool's Indices output is not supported")
-    if p.same:
+    if p.same and p.n < 3:
         y = _pool(cx, p.x, p.win, "max", "SAME")
     else:
         y = _pool(cx, spatial.pad(cx, p.x, p.all_pads(), spatial.lowest(cx, p.x.dtype)), p.win, "max", "VALID")

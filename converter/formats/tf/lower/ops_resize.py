@@ -292,4 +292,8 @@ def depth_to_space(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
 def space_to_depth(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     x = ins[0]
     xp = cx.physical(x, channels_last(4))
-    return [V(cx.tf.nn.space_to_depth(xp, int(cx.attr(node, "blocksize"))), channels_last(4))]
+    bs = int(cx.attr(node, "blocksize"))
+    # TF.js has no SpaceToDepth kernel: output channel (i*bs + j)*C + c is x[h*bs + i, w*bs + j, c], one
+    # strided slice per (i, j), concatenated in that order
+    parts = [xp[:, i::bs, j::bs, :] for i in range(bs) for j in range(bs)]
+    return [V(cx.tf.concat(parts, axis=3), channels_last(4))]
