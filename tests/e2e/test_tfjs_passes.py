@@ -225,3 +225,32 @@ def test_quantize_lands_on_the_tfjs_side_of_the_route():
     assert [(s.name, s.accepts.name) for s in p.stages] == [("keras->tfjs", "keras"), ("quantize", "tfjs"),
                                                             ("fp16", "tfjs")]
     assert p.stages[1].tolerance.min_cosine == 0.9999
+
+
+def test_uint8_map_passes_a_mobilenet_v2_shaped_torch_model(tmp_path):
+    """PyTorch -> TF.js, MobileNetV2-shaped (depthwise convs with folded BatchNorm, ReLU6, inverted
+    residuals; fixtures.quant_models): every weight at per-tensor uint8 is refused (cosine ~0.98); the
+    map search measures each weight in TF.js, keeps the sensitive ones (the depthwise kernels first)
+    at 2 bytes and passes within the issue's bounds, in seconds."""
+    need_tfjs()
+    rc, report, err = _run("export", "fixtures.quant_models:mobilenet_v2_small", "-i", "x:batch,3,32,32", "--to", "tfjs",
+                           "-p", "quantize:dtype=uint8", "-o", tmp_path / "q")
+    assert rc == 0 and report["verdict"] == "PASSED", err
+    (out,) = report["parity"]["outputs"]
+    assert out["cosine"] >= 0.995 and out["top1"] >= 0.98
+    stage = _stage(report, "quantize")
+    notes = stage["notes"]
+    first = notes["attempts"][0]
+    assert first["variant"] == "as asked" and first["cosine"] < 0.995  # what the issue saw: refused
+    assert notes["weight_bytes_out"] == _shard_bytes(tmp_path / "q") and notes["weight_bytes_ratio"] <= 0.30
+    # the map is in the report and is what the manifest holds
+    manifest = {w["name"]: w.get("quantization", {}).get("dtype", w["dtype"]) for w in _manifest(tmp_path / "q")}
+    assert notes["map"] and all(manifest[m["weight"]] == m["dtype"] for m in notes["map"])
+    assert {m["dtype"] for m in notes["map"]} >= {"uint8"} and len({m["dtype"] for m in notes["map"]}) >= 2
+    ranked = [m["weight"] for m in notes["most_sensitive"]]
+    assert any("depthwise" in n for n in ranked[:2])  # per-tensor uint8 hurts the depthwise kernels most
+    depthwise = [m for m in notes["map"] if "depthwise" in m["weight"]]
+    assert depthwise and all(m["dtype"] != "uint8" for m in depthwise if m["weight"] in ranked[:2])
+    search = notes["search"]
+    assert search["checked"][-1]["passed"] and len(search["checked"]) <= 3  # the screen predicts the check
+    assert search["probe_seconds"] < 30 and stage["seconds"] < 90  # affordable on a small model
