@@ -28,20 +28,21 @@ Every candidate is measured with the pipeline's ``check`` against the ORIGINAL m
 check: against this pass's input model, run in TF.js on seeded feeds). The requested variant is
 tried first; when it misses its tolerance:
 
-- **uint8: a per-weight dtype map** (``tfjs_weight_map``). Each weight's output error at uint8,
-  uint16 and float16 is measured in TF.js (one Node process runs the model once per weight and
-  dtype with only that weight rounded); a greedy path raises, step by step, the weight whose raise
-  removes the most predicted output error per byte added (to uint16, float16 or, as the last
-  resort, float32), predicting a map's outputs as the sum of its weights' measured output
-  differences; the first map predicted to reach the aim is checked, then the search moves up or
-  bisects down the path, at most ``max_checks`` checks. The aim is the tolerance's cosine with
-  ``headroom`` of its budget left unused (0.5: cosine >= 0.9975 for 0.995), so that a map chosen
-  on a few validation samples holds on other inputs; when no map checked reaches the aim, the
-  smallest that passed the tolerance is kept and the verdict says so. ``meta.map`` lists each
-  searched weight's dtype, bytes, measured output errors and why; ``meta.search`` the checks.
-  Depthwise kernels with folded BatchNorm are what this is for: per-tensor affine uint8 gives
-  their small channels a few levels (measured on fixtures.quant_models.mobilenet_v2_small: cosine
-  0.979 all-uint8; see tests/e2e/test_tfjs_passes.py and the README for the map's numbers).
+- **uint8: a per-weight dtype map** (``tfjs_weight_map``). Each weight's output error at uint8 and
+  at its 2-byte dtype (the finer of uint16 and float16 by its own rounding error) is measured in
+  TF.js (one Node process runs the model once per weight and dtype with only that weight rounded);
+  a greedy path raises, step by step, the weight whose raise removes the most predicted output
+  error per byte added (to 2 bytes or, as the last resort, float32), predicting a map's outputs as
+  the sum of its weights' measured output differences; maps along the path are then screened
+  whole in TF.js on the validation feeds, and the smallest that passes goes through the check
+  (``max_checks=8`` at most). The aim is the tolerance's cosine with ``headroom`` of its budget
+  left unused (0.5: cosine >= 0.9975 for 0.995), so that a map chosen on a few validation samples
+  holds on other inputs; when no map checked reaches the aim, the smallest that passed the
+  tolerance is kept and the verdict says so. ``meta.map`` lists each weight's dtype, bytes,
+  measured errors and why; ``meta.search`` the probe, the screened maps and the checks. Depthwise
+  kernels with folded BatchNorm are what this is for: per-tensor affine uint8 gives their small
+  channels a few levels (fixtures.quant_models.mobilenet_v2_small: cosine 0.979 all-uint8, the map
+  0.998 at 0.284x of the float32 bytes).
 - **uint16 and fp16: the remedy ladder**: the top 1, 2, 4, ... ``max_promoted`` weights by their
   own rounding error (each tensor's worst per-output-channel relative RMS, ||deq(q(w)) - w|| / ||w||
   over the last axis: one scale per tensor ruins the small channels of a tensor that also holds an
