@@ -12,6 +12,8 @@ Targets:
   onnx2tf / tensorflowjs_converter chain, peak memory no higher than the chain's worst step.
 - int8 on a MiniLM-shaped encoder (bench/int8_encoder.py): cosine >= 0.99, onnxruntime speed-up
   >= 1.8x at 8 x 128 tokens, file <= 0.30x; the CPU's int8 flags are recorded (machine.cpu_int8_flags).
+- TF.js uint8 weight map on MobileNetV2-shaped PyTorch models (bench/tfjs_quant.py): cosine >= 0.995,
+  top-1 >= 0.98 on clear decisions, weight bytes <= 0.30x of fp32.
 - passes (bench/passes.py): int8 <= 0.27x and fp16 <= 0.51x of the fp32 file for weight-dominated
   models; int8 dynamic onnxruntime latency on the tiny BERT <= 0.8x fp32 at batch 8.
 """
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
         results["int8_encoder"] = int8_encoder.run(Path(tmp) / "int8_encoder")
         int8_encoder.show(results["int8_encoder"])
+        from bench import tfjs_quant
+
+        results["tfjs_uint8_map"] = tfjs_quant.run(Path(tmp) / "tfjs_quant")
+        tfjs_quant.show(results["tfjs_uint8_map"])
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {out / 'results.json'}")
     return 0
