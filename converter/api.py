@@ -14,7 +14,6 @@ import functools
 import inspect as _inspect
 import logging
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from . import isolate, registry
 from .core import Artifact, Format, TensorSpec
 from .deps import framework_loading
 from .errors import UsageError
-from .fsutil import atomic_dir, check_destination
+from .fsutil import atomic_dir, check_destination, work_dir
 from .parity import inputs as feeds_mod
 from .parity.validate import KnownOutputs
 from .parity.validate import run as run_outputs
@@ -207,9 +206,7 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
     checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
     # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
-    with _cleaned(half), atomic_dir(dest) as tmp, \
-            tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as w:
-        work = Path(w)
+    with _cleaned(half), atomic_dir(dest) as tmp, work_dir(dest) as work:
         done = [_adopt(half, stage_dir(work, 0, pipeline.stages[0]))] if half is not None else []
         final, report.stages, artifacts = run_pipeline(pipeline, src, tmp, work, checker=checker,
                                                        validate_each=validate_each, done=done)
