@@ -3,13 +3,12 @@
 Pads TF's "SAME" does not reproduce become an explicit Pad (-inf for max, 0 for average) before a
 "VALID" pool; ceil_mode is extra end padding that the average does not count. An average that must
 not count padding divides by the same pool of a mask of ones. Dilated windows have no TF kernel:
-they are the max / sum of one strided slice per kernel tap (cheap for the small kernels that use
-them). Global pools reduce over the spatial axes wherever they are, so they keep the input's layout.
+each dilation phase is pooled densely (SpaceToBatchND / BatchToSpaceND). Global pools reduce over
+the spatial axes wherever they are, so they keep the input's layout.
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from . import spatial
@@ -52,7 +51,7 @@ class _Pool:
 def _pool(cx: Any, x: Any, win: spatial.Window, kind: str, padding: str) -> Any:
     """TF's pool kernel (kind "max" or "avg") over a channels-last x, or taps where dilated."""
     if any(d != 1 for d in win.dilations):
-        return _taps(cx, x, win, kind)
+        return _dilated(cx, x, win, kind)
     if kind == "max" and len(win.kernel) == 3:
         return _max_pool3d(cx, x, win)
     fn = getattr(cx.tf.nn, _POOL[kind][len(win.kernel)])
@@ -73,23 +72,24 @@ def _max_pool3d(cx: Any, x: Any, win: spatial.Window) -> Any:
     return tf.reshape(y, tf.stack([n, tf.shape(y)[1], small[1], small[2], c]))
 
 
-def _taps(cx: Any, x: Any, win: spatial.Window, kind: str) -> Any:
-    """A dilated VALID pool as the max / mean of one strided slice per kernel tap."""
+def _dilated(cx: Any, x: Any, win: spatial.Window, kind: str) -> Any:
+    """A dilated VALID pool: TF's pools have no dilation, so each dilation phase becomes its own batch
+    entry (SpaceToBatchND) and is pooled densely with stride 1 (BatchToSpaceND puts the phases back),
+    then every stride-th window is kept. The end is padded to a multiple of the dilation; no kept
+    window reaches that padding."""
     tf = cx.tf
-    size = spatial.sizes(cx, x, len(win.kernel))
-    count = [(s - eff) // st + 1 for s, eff, st in zip(size, win.effective, win.strides)]
-    parts = []
-    for tap in itertools.product(*(range(k) for k in win.kernel)):
-        begin = [t * d for t, d in zip(tap, win.dilations)]
-        end = [b + (c - 1) * st + 1 for b, c, st in zip(begin, count, win.strides)]
-        parts.append(tf.strided_slice(x, _vec(cx, [0, *begin, 0]), _vec(cx, [0, *end, 0]), [1, *win.strides, 1],
-                                      begin_mask=1 | (1 << (len(size) + 1)), end_mask=1 | (1 << (len(size) + 1))))
-    if kind == "max":
-        out = parts[0]
-        for p in parts[1:]:
-            out = tf.maximum(out, p)
-        return out
-    return tf.add_n(parts) / tf.cast(len(parts), x.dtype)
+    n = len(win.kernel)
+    size = spatial.sizes(cx, x, n)
+    extra = [(-s) % d for s, d in zip(size, win.dilations)]
+    paddings = [[0, e] for e in extra]
+    if not all(isinstance(e, int) for e in extra):
+        paddings = tf.stack([tf.stack([0, tf.cast(e, tf.int32)]) for e in extra])
+    phases = tf.space_to_batch_nd(x, win.dilations, paddings)
+    dense = _pool(cx, phases, spatial.Window(win.kernel, (1,) * n, (1,) * n), kind, "VALID")
+    y = tf.batch_to_space(dense, win.dilations, [[0, 0]] * n)
+    ends = [s - eff + 1 for s, eff in zip(size, win.effective)]
+    return tf.strided_slice(y, _vec(cx, [0] * (n + 2)), _vec(cx, [0, *ends, 0]), [1, *win.strides, 1],
+                            begin_mask=1 | (1 << (n + 1)), end_mask=1 | (1 << (n + 1)))
 
 
 def _vec(cx: Any, values: list) -> Any:

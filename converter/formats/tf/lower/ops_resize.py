@@ -280,10 +280,10 @@ def depth_to_space(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     if cx.attr(node, "mode", "DCR") == "CRD":
         # CRD reads channel c*bs*bs + i*bs + j; TF's (DCR) reads (i*bs + j)*C + c: reorder the channels first
         channels = xp.shape[-1]
-        if channels is None:
-            cx.fail(node, "DepthToSpace CRD needs the channel count at conversion time")
-        out_c = channels // (bs * bs)
-        order = np.arange(channels).reshape(out_c, bs * bs).T.reshape(-1)
+        if channels is not None:
+            order = np.arange(channels).reshape(channels // (bs * bs), bs * bs).T.reshape(-1)
+        else:
+            order = tf.reshape(tf.transpose(tf.reshape(tf.range(tf.shape(xp)[-1]), [-1, bs * bs])), [-1])
         xp = tf.gather(xp, order, axis=3)
     return [V(tf.nn.depth_to_space(xp, bs), channels_last(4))]
 
