@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .registry import op
-from .values import V
+from .values import V, normal
 
 #: more index tuples than this for a mul/max/min scatter: TF's own kernels (not in TF.js) instead
 ONE_BY_ONE_LIMIT = 256
@@ -125,6 +125,9 @@ def scatter_nd(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
 
 @op("OneHot", since=9)
 def one_hot(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """The new axis is made LAST physically and stays there (the result's perm says where ONNX wants
+    it): TF.js's OneHot ignores TF's axis. TF.js wasm's OneHot writes integer bits into a float
+    output, so the hot mask is int32 and a Select picks the on/off values."""
     tf = cx.tf
     indices, depth_v, values = cx.onnx(ins[0]), ins[1], cx.onnx(ins[2])
     depth_arr = cx.static(depth_v)
@@ -140,8 +143,10 @@ def one_hot(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     if axis < 0:
         axis += rank + 1
     values = tf.reshape(values, [2])
-    out = tf.one_hot(indices, tf.cast(depth, tf.int32), on_value=values[1], off_value=values[0], axis=axis)
-    return [V(out)]
+    hot = tf.one_hot(indices, tf.cast(depth, tf.int32), dtype=tf.int32)
+    out = tf.where(tf.cast(hot, tf.bool), values[1], values[0])
+    perm = (*range(axis), *range(axis + 1, rank + 1), axis)  # physical: ONNX axes but `axis`, then `axis`
+    return [V(out, normal(perm))]
 
 
 @op("Compress", since=9)

@@ -52,7 +52,7 @@ def _run_time_axes(cx: Any, node: Any, x: V, axes_v: V, kernel: Callable[..., An
     if not cx.attr(node, "noop_with_empty_axes", 0):
         empty = tf.cast(tf.equal(tf.size(axes), 0), tf.int32)
         axes = tf.concat([axes, tf.range(tf.rank(t) * empty)], 0)
-    out = kernel(cx, t, axes)
+    out = _over_empty(cx, t, kernel(cx, t, axes), kernel)
     if not cx.attr(node, "keepdims", 1):
         out = tf.reshape(out, _kept_shape(cx, t, axes))
     return V(out)
@@ -80,12 +80,32 @@ def _reduce(kernel: Callable[[Any, Any, list[int]], Any], input_since: int) -> C
         if rank is None:
             cx.fail(node, "the input's rank is unknown")
         phys = sorted({cx.axis(x, a) for a in (axes if axes is not None else range(rank))})
-        out = kernel(cx, x.t, phys)
+        out = _over_empty(cx, x.t, kernel(cx, x.t, phys), kernel, phys)
         if cx.attr(node, "keepdims", 1):
             return [V(out, x.perm)]
         return [V(cx.tf.squeeze(out, phys) if phys else out, _dropped(x.perm, phys, rank))]
 
     return handler
+
+
+def _over_empty(cx: Any, t: Any, out: Any, kernel: Callable[..., Any], axes: list[int] | None = None) -> Any:
+    """``out``, or the kernel's value over an empty set (0 for a sum, -inf for a max, ..., computed by
+    TensorFlow now) where ``t`` is empty: then every element of ``out`` reduces over nothing, and
+    TF.js (wasm: uninitialised memory; cpu: NaN for max/min) gets that wrong. A run-time choice
+    unless the shape says at conversion time whether ``t`` is empty. ``axes``: the reduced physical
+    axes when known; if their sizes are known and non-zero, no element reduces over nothing."""
+    dims = t.shape.as_list() if t.shape.rank is not None else None
+    if dims is not None and None not in dims and 0 not in dims:
+        return out  # never empty: nothing to add
+    if dims is not None and axes is not None and all(dims[a] for a in axes):
+        return out  # each element reduces over a known, non-empty set (or there are no elements)
+    tf = cx.tf
+    with tf.init_scope():
+        value = kernel(cx, tf.zeros([0], t.dtype), [0]).numpy().reshape(())
+    filled = tf.fill(tf.shape(out), tf.constant(value, out.dtype))
+    if dims is not None and 0 in dims:
+        return filled
+    return tf.where(tf.equal(tf.size(t), 0), filled, out)
 
 
 def _float(cx: Any, t: Any) -> tuple[Any, Any]:
