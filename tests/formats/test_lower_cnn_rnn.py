@@ -242,8 +242,24 @@ def _torch_module(kind: str):
             h, _ = self.rnn(h.transpose(0, 1))
             return h
 
+    class Volumetric(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv3d(2, 4, 3, padding=1)
+            self.bn = nn.BatchNorm3d(4)
+            self.up = nn.ConvTranspose3d(4, 3, 3, stride=2, padding=1, output_padding=1)
+            self.pool = nn.AvgPool3d(3, stride=1, padding=1, count_include_pad=False)
+            with torch.no_grad():
+                self.bn.running_mean.uniform_(-0.5, 0.5)
+                self.bn.running_var.uniform_(0.5, 2.0)
+
+        def forward(self, x):
+            y = F.max_pool3d(torch.relu(self.bn(self.conv(x))), 2)
+            return self.pool(self.up(y))
+
     torch.manual_seed(11)
-    return {"convtranspose": ConvT, "resize": Resize, "mixed": Mixed, "recurrent": Recurrent}[kind]().eval()
+    return {"convtranspose": ConvT, "resize": Resize, "mixed": Mixed, "recurrent": Recurrent,
+            "volumetric": Volumetric}[kind]().eval()
 
 
 #: module -> (input shapes at export, dynamic axes, shapes the lowered model must also take)
@@ -252,6 +268,7 @@ TORCH = {
     "resize": ((1, 3, 4, 6), {0: "b", 2: "h", 3: "w"}, [(2, 3, 4, 6), (1, 3, 7, 5)]),
     "mixed": ((1, 4, 17, 12), {0: "b"}, [(1, 4, 17, 12), (3, 4, 17, 12)]),
     "recurrent": ((2, 5, 6), {0: "b", 1: "t"}, [(2, 5, 6), (3, 11, 6), (1, 1, 6)]),
+    "volumetric": ((1, 2, 6, 8, 8), {0: "b", 2: "d"}, [(1, 2, 6, 8, 8), (2, 2, 4, 8, 8)]),
 }
 
 
@@ -262,7 +279,7 @@ def test_torch_module_matches_onnxruntime_at_two_sizes(tf, tmp_path, kind):
     model = _export(_torch_module(kind), [_rand(0, *shape)], tmp_path / "m.onnx", {"x": dynamic})
     ops = {n.op_type for n in model.graph.node}
     assert {"convtranspose": "ConvTranspose", "resize": "Resize", "mixed": "InstanceNormalization",
-            "recurrent": "LSTM"}[kind] in ops
+            "recurrent": "LSTM", "volumetric": "ConvTranspose"}[kind] in ops
     _check(model, [{"x": _rand(i + 1, *s)} for i, s in enumerate(sizes)])
 
 
@@ -312,3 +329,22 @@ def test_fixture_verifies_in_tfjs_through_the_lowering(tmp_path, fixture):
             with torch.no_grad():
                 want = model(torch.from_numpy(x)).numpy()
             np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["resize", "volumetric"])
+def test_torch_module_verifies_in_tfjs_through_the_lowering(tmp_path, kind):
+    """ONNX -> TF (our lowering) -> TF.js for what TF.js needs other kernels for: Resize by gathers on
+    run-time sizes (bicubic), 3-D max pooling and 3-D ConvTranspose (TF.js's wasm MaxPool3D is wrong,
+    and it has no Conv3DBackpropInputV2)."""
+    need("torch", "onnx", "onnxruntime")
+    from tests.e2e.test_to_tfjs import need_tfjs
+
+    need_tfjs()
+    import converter
+
+    shape, dynamic, _ = TORCH[kind]
+    _export(_torch_module(kind), [_rand(0, *shape)], tmp_path / "m.onnx", {"x": dynamic})
+    report = converter.export(tmp_path / "m.onnx", to="tfjs", out_dir=tmp_path / "out", onnx_to_tf="own")
+    assert report.verdict == "PASSED", report.parity.summary()
+    assert report.stages[0].notes["converter"] == "convertkit lowering"
+    assert all(o.max_abs < 1e-4 for o in report.parity.outputs)
