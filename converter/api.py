@@ -24,6 +24,8 @@ from .deps import framework_loading
 from .errors import UsageError
 from .fsutil import atomic_dir, check_destination, work_dir
 from .parity import inputs as feeds_mod
+from .parity import reference as reference_mod
+from .parity import samples as samples_mod
 from .parity.validate import KnownOutputs
 from .parity.validate import run as run_outputs
 from .passes import PassSpec, parse_pass_spec
@@ -33,6 +35,8 @@ from .report import RunReport
 
 log = logging.getLogger(__name__)
 InputsArg = Sequence[str | TensorSpec] | None
+#: source meta: how many leading validation samples are the user's own data (in memory only)
+GIVEN = "_given_samples"
 
 
 def load(source: Any, *, weights: str | None = None, trust_code: bool = False, signature: str | None = None,
@@ -79,14 +83,17 @@ def _check_task(task: str | None, *arts: Artifact) -> None:
 
 
 def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, *,
-                   example_inputs: Any = None, samples: int = 3, seed: int = 0
+                   example_inputs: Any = None, samples: int = 3, seed: int = 0, samples_from: str | None = None
                    ) -> tuple[Artifact, list[dict[str, Any]], list[str]]:
-    """Decide the input specs and the feeds for validation. Returns (source with specs, feeds, notes)."""
+    """Decide the input specs and the feeds for validation. Returns (source with specs, feeds, notes).
+    ``samples_from`` (data, random, mixed): where the samples besides given data come from
+    (parity.samples); the source's meta ``GIVEN`` counts the leading samples that are the user's."""
     notes: list[str] = []
     specs = parse_inputs(inputs)
     user_feeds = _example_feeds(src, example_inputs, specs) if example_inputs is not None else None
     if feeds is not None:
         user_feeds = dict(feeds) if isinstance(feeds, Mapping) else feeds_mod.load_feeds(feeds)
+    mode = samples_mod.check_mode(samples_from, user_feeds is not None)
     if not specs:
         specs = src.inputs or (feeds_mod.specs_from_feeds(user_feeds) if user_feeds else ())
     if not specs:
@@ -98,14 +105,27 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
     specs = tuple(_with_int_range(s, src) for s in specs)
     if user_feeds is not None:
         feeds_mod.check_feeds(user_feeds, specs, str(feeds) if feeds is not None else "example_inputs")
-        generated = feeds_mod.make_feeds(specs, samples=max(samples, 1), seed=seed)[1:]
+        generated, note = samples_mod.extra_samples(user_feeds, specs, max(samples, 1) - 1, seed=seed, mode=mode)
         feed_list = [user_feeds, *generated]
-        if generated:
-            notes.append(f"sample 0 is the given data; samples 1-{len(generated)} are seeded random")
+        notes.extend([note] if note else [])
     else:
         feed_list = feeds_mod.make_feeds(specs, samples=max(samples, 1), seed=seed)
-    meta = {**src.meta, "example": feed_list[0]}
+    meta = {**src.meta, "example": feed_list[0], GIVEN: 1 if user_feeds is not None else 0}
     return src.with_(inputs=specs, meta=meta), feed_list, notes
+
+
+def reference_checker(src: Artifact, feed_list: list[dict[str, Any]], notes: list[str], *, check: bool,
+                      atol: float | None = None, rtol: float | None = None,
+                      runner_options: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], Checker | None]:
+    """Run the source on the samples before any export (parity.reference): exit 2 when it cannot run
+    them or gives NaN/Inf on the user's data; samples it gives NaN/Inf on otherwise are left out
+    (``notes`` says so). Returns the samples kept and the Checker primed with the source's outputs."""
+    ref = reference_mod.run_reference(src, feed_list, check=check, given=int(src.meta.get(GIVEN, 0)))
+    notes.extend(ref.notes)
+    if not check:
+        return ref.feeds, None
+    checker = Checker(src, ref.feeds, atol, rtol, dict(runner_options or {}))
+    return ref.feeds, checker.with_reference_outputs(ref.outputs)
 
 
 def parse_inputs(inputs: InputsArg) -> tuple[TensorSpec, ...]:
@@ -148,13 +168,15 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
            inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, example_inputs: Any = None,
            output_names: Sequence[str] = (), weights: str | None = None, trust_code: bool = False,
            signature: str | None = None, task: str | None = None, check: bool = True, atol: float | None = None,
-           rtol: float | None = None, samples: int = 3, seed: int = 0, opset: int | None = None, exporter: str | None = None,
+           rtol: float | None = None, samples: int = 3, seed: int = 0, samples_from: str | None = None,
+           opset: int | None = None, exporter: str | None = None,
            keep_intermediates: bool = False, force: bool = False, passes: Sequence[str | PassSpec] = (),
            validate_each: bool = False, runner_options: Mapping[str, Any] | None = None,
            calibration: str | Path | None = None, **stage_options: Any) -> RunReport:
     """Convert ``source`` to ``to`` in ``out_dir``, apply ``passes`` (``"quantize"``,
     ``"prune:sparsity=0.5"``, ...), and validate the result against the source.
-    ``to=None`` keeps the source's format (what ``optimize`` does). ``calibration`` (an .npz) is the
+    ``to=None`` keeps the source's format (what ``optimize`` does). ``samples_from`` (data, random,
+    mixed; default data) says where the samples besides ``feeds`` come from. ``calibration`` (an .npz) is the
     data for every ``quantize:mode=static`` pass that names none. Extra keyword arguments are
     stage options by field name (e.g. ``tfjs_format="layers"``); ``runner_options`` go to the
     runtimes (e.g. ``{"backend": "cpu"}`` for TF.js).
@@ -192,19 +214,21 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     half = None
     if src is None:
         half = isolate.run(dict(source=str(source), load=load_options, inputs=inputs, feeds=feeds, samples=samples,
-                                seed=seed, pipeline=pipeline, check=check, atol=atol, rtol=rtol,
+                                seed=seed, samples_from=samples_from, pipeline=pipeline, check=check, atol=atol, rtol=rtol,
                                 runner_options=runner_options, validate_each=validate_each))
         # the model stayed in the child: its outputs did not (a sample it did not run loads it here)
         known = KnownOutputs(half.known, functools.partial(_reference_here, source, load_options, half.src))
         src, feed_list, notes = half.src.with_(obj=known), half.feeds, half.notes
+        checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
     else:
         src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples,
-                                               seed=seed)
+                                               seed=seed, samples_from=samples_from)
         src = with_output_names(src, output_names)
+        feed_list, checker = reference_checker(src, feed_list, notes, check=check, atol=atol, rtol=rtol,
+                                               runner_options=runner_options)
     report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
-    checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
     # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
     with _cleaned(half), atomic_dir(dest) as tmp, work_dir(dest) as work:
         done = [_adopt(half, stage_dir(work, 0, pipeline.stages[0]))] if half is not None else []
@@ -286,7 +310,7 @@ def optimize(model: Any, passes: Sequence[str | PassSpec], out_dir: str | Path, 
 def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None,
              example_inputs: Any = None, weights: str | None = None, trust_code: bool = False,
              signature: str | None = None, task: str | None = None, atol: float | None = None,
-             rtol: float | None = None, samples: int = 3, seed: int = 0,
+             rtol: float | None = None, samples: int = 3, seed: int = 0, samples_from: str | None = None,
              runner_options: Mapping[str, Any] | None = None) -> RunReport:
     """Compare any two models convertkit can run, on the same (given or seeded) inputs. ``signature``
     applies to whichever of the two is a TF SavedModel."""
@@ -301,11 +325,13 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
         raise UsageError(f"--signature applies to a TensorFlow SavedModel; neither {ref.label} nor {cand.label} is one")
     if not ref.inputs and cand.inputs and not inputs and feeds is None and example_inputs is None:
         ref = ref.with_(inputs=cand.inputs)  # e.g. TorchScript vs ONNX: take the ONNX model's specs
-    ref, feed_list, notes = prepare_inputs(ref, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed)
+    ref, feed_list, notes = prepare_inputs(ref, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed,
+                                           samples_from=samples_from)
+    feed_list, checker = reference_checker(ref, feed_list, notes, check=True, atol=atol, rtol=rtol,
+                                           runner_options=runner_options)
     report = RunReport("validate", {"location": ref.meta.get("source"), "format": ref.format.name,
                                     "kind": ref.meta.get("kind")}, cand.format.name,
                        inputs=[s.to_json() for s in ref.inputs], artifact=cand.label, notes=notes)
-    checker = Checker(ref, feed_list, atol, rtol, runner_options)
     report.parity = checker(cand, checker.tolerance_for(()))
     return report
 

@@ -74,6 +74,8 @@ def _input_options(f: Any) -> Any:
         click.option("--samples", type=click.IntRange(1, 100), default=3, show_default=True,
                      help="Seeded samples to validate on (dynamic dims get several sizes)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs."),
+        click.option("--samples-from", type=click.Choice(["data", "random", "mixed"]), help="With --inputs: the other "
+                     "samples follow the data's domain (data, the default), are seeded random, or alternate (mixed)."),
         click.option("--tfjs-backend", type=click.Choice(["wasm", "cpu"]), default="wasm", show_default=True,
                      help="TF.js backend that runs TF.js models during validation."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout."),

@@ -143,14 +143,14 @@ def run(request: Mapping[str, Any]) -> SourceHalf:
 def source_half(request: Mapping[str, Any]) -> SourceHalf:
     """What export does up to its first stage's result and the reference outputs (api.py)."""
     from . import api
-    from .pipeline import Checker, run_stage
+    from .pipeline import run_stage
 
     src = api.load(request["source"], **request["load"])
     src, feeds, notes = api.prepare_inputs(src, request["inputs"], request["feeds"], samples=request["samples"],
-                                           seed=request["seed"])
+                                           seed=request["seed"], samples_from=request.get("samples_from"))
     src = api.with_output_names(src, request["load"].get("output_names") or ())
-    checker = Checker(src, feeds, request["atol"], request["rtol"], request["runner_options"]) \
-        if request["check"] else None
+    feeds, checker = api.reference_checker(src, feeds, notes, check=request["check"], atol=request["atol"],
+                                           rtol=request["rtol"], runner_options=request["runner_options"])
     where = Path(request["dir"])
     record, result = run_stage(request["pipeline"], 0, src, where, where, checker=checker,
                                validate_each=request["validate_each"])

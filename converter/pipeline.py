@@ -41,6 +41,11 @@ class Checker:
         return dataclasses.replace(tol, atol=tol.atol if self.atol is None else self.atol,
                                    rtol=tol.rtol if self.rtol is None else self.rtol)
 
+    def with_reference_outputs(self, outputs: list[dict[str, Any]] | None) -> Checker:
+        """The source's outputs on ``feeds``, computed already (parity.reference, before any export)."""
+        self._ref_outputs = list(outputs) if outputs is not None else None
+        return self
+
     @property
     def reference_outputs(self) -> list[dict[str, Any]]:
         if self._ref_outputs is None:

@@ -111,3 +111,114 @@ def test_stale_temp_dirs_of_dead_owners_are_removed_live_ones_kept(tmp_path):
     assert live.is_dir() and foreign.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".out.tmp-notours", live.name, "m.onnx", "out"])
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "report.json"]
+
+
+# -- inputs the source model cannot run ------------------------------------------------------------
+
+
+def test_input_the_onnx_source_cannot_run_exits_2_before_any_export(tmp_path):
+    need("onnx", "onnxruntime")
+    src = _mlp(tmp_path / "m.onnx")
+    line = _one_error_line(convertkit("optimize", src, "-p", "simplify", "-i", "x:1,5", "-o", tmp_path / "out"), 2)
+    assert line.startswith("convertkit: error: the source model does not run on these inputs: onnxruntime failed")
+    assert "Got: 5 Expected: 4" in line and line.endswith("(check --input / --inputs; it was given x[1,5] float32)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("to", ["onnx", "tfjs"])
+def test_input_the_torch_source_cannot_run_exits_2_not_3(tmp_path, to):
+    """The mlp fixture takes 16 features; the route through TF.js runs the source half in a child process."""
+    need("torch")
+    line = _one_error_line(convertkit("export", "fixtures.torch_models:mlp", "-i", "x:1,5", "--to", to,
+                                      "-o", tmp_path / "out"), 2)
+    assert line == ("convertkit: error: the source model does not run on these inputs: RuntimeError: mat1 and mat2 "
+                    "shapes cannot be multiplied (1x5 and 16x32) (check --input / --inputs; it was given x[1,5] float32)")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- real data: the other samples keep to its domain; NaN/Inf in the reference --------------------
+
+
+def _domain_ops(path: Path) -> Path:
+    """y = Log(x) + Sqrt(x) + Pow(x, 0.5) and z = 1 / d: ops with a restricted domain (x > 0, d away from 0)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])
+    d = helper.make_tensor_value_info("d", TensorProto.FLOAT, ["batch", 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 4, 4])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 5])
+    half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
+    nodes = [helper.make_node("Log", ["x"], ["l"]), helper.make_node("Sqrt", ["x"], ["s"]),
+             helper.make_node("Pow", ["x", "half"], ["p"]), helper.make_node("Add", ["l", "s"], ["ls"]),
+             helper.make_node("Add", ["ls", "p"], ["y"]), helper.make_node("Div", ["one", "d"], ["z"])]
+    model = helper.make_model(helper.make_graph(nodes, "domain", [x, d], [y, z], [half, one]),
+                              opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _real_data(path: Path, *, negative_x: bool = False) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.5, 3.0, size=(2, 3, 4, 4)).astype(np.float32)
+    if negative_x:
+        x[0, 0, 0, 0] = -1.0
+    d = (rng.choice([-1.0, 1.0], size=(2, 5)) * rng.uniform(1.0, 4.0, size=(2, 5))).astype(np.float32)
+    np.savez(path, x=x, d=d)
+    return path
+
+
+def _report(out: Path) -> dict:
+    import json
+
+    return json.loads((out / "report.json").read_text())
+
+
+def test_real_data_samples_follow_its_domain_and_the_report_says_so(tmp_path):
+    need("onnx", "onnxruntime")
+    src, data = _domain_ops(tmp_path / "m.onnx"), _real_data(tmp_path / "real.npz")
+    r = convertkit("optimize", src, "-p", "simplify", "--inputs", data, "--samples", "4", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED" and report["parity"]["samples"] == 4
+    assert all(o["status"] == "ok" for o in report["parity"]["outputs"])
+    assert any("samples 1-3 follow the given data's domain (--samples-from data" in n for n in report["notes"])
+
+
+def test_random_samples_the_source_gives_nan_on_are_left_out_not_blamed(tmp_path):
+    need("onnx", "onnxruntime")
+    src, data = _domain_ops(tmp_path / "m.onnx"), _real_data(tmp_path / "real.npz")
+    r = convertkit("optimize", src, "-p", "simplify", "--inputs", data, "--samples-from", "random",
+                   "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED" and report["parity"]["samples"] == 1
+    assert any("--samples-from random" in n for n in report["notes"])
+    (left_out,) = [n for n in report["notes"] if "left out of validation" in n]
+    assert left_out.startswith("sample(s) 1 (y: ") and "the source model itself gives NaN/Inf there" in left_out
+
+
+def test_reference_nan_on_every_generated_sample_exits_2(tmp_path):
+    need("onnx", "onnxruntime")
+    src = _domain_ops(tmp_path / "m.onnx")
+    line = _one_error_line(convertkit("optimize", src, "-p", "simplify", "-o", tmp_path / "out"), 2)
+    assert "the source model itself gives NaN/Inf on every sample convertkit made" in line
+    assert "give real data with --inputs FEEDS.npz" in line
+
+
+def test_reference_nan_on_the_users_own_data_exits_2(tmp_path):
+    need("onnx", "onnxruntime")
+    src, data = _domain_ops(tmp_path / "m.onnx"), _real_data(tmp_path / "real.npz", negative_x=True)
+    line = _one_error_line(convertkit("optimize", src, "-p", "simplify", "--inputs", data, "-o", tmp_path / "out"), 2)
+    assert "the source model itself gives NaN/Inf on the given data (sample 0; y: 1 of 96 NaN/Inf)" in line
+
+
+def test_samples_from_data_without_data_is_a_usage_error(tmp_path):
+    need("onnx", "onnxruntime")
+    line = _one_error_line(convertkit("optimize", _mlp(tmp_path / "m.onnx"), "-p", "simplify", "--samples-from",
+                                      "mixed", "-o", tmp_path / "out"), 2)
+    assert line == "convertkit: error: --samples-from mixed needs real data (give --inputs FEEDS.npz)"
