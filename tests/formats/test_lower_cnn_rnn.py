@@ -23,10 +23,6 @@ PREFIXES = ("test_conv", "test_basic_conv", "test_convtranspose", "test_maxpool"
             "test_globalaveragepool", "test_globalmaxpool", "test_lppool", "test_batchnorm", "test_instancenorm",
             "test_lrn", "test_group_normalization", "test_mvn", "test_resize", "test_upsample", "test_depthtospace",
             "test_spacetodepth", "test_lstm", "test_gru", "test_rnn", "test_simple_rnn")
-#: cases of those ops that are not this module's: other ops' handlers, or outputs the lowering refuses
-NOT_HERE = {"test_convinteger_with_padding": "ConvInteger", "test_convinteger_without_padding": "ConvInteger",
-            "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output",
-            "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output"}
 
 
 def _node_dir() -> Path | None:
@@ -41,8 +37,7 @@ def _cases() -> list[str]:
     root = _node_dir()
     if root is None or not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.name.startswith(PREFIXES) and p.name not in NOT_HERE
-                  and not p.name.endswith("_expanded"))
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(PREFIXES) and not p.name.endswith("_expanded"))
 
 
 @pytest.fixture(scope="module")

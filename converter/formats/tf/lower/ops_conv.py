@@ -78,6 +78,25 @@ def conv(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     return [V(y, channels_last(r))]
 
 
+@op("ConvInteger", since=10)
+def conv_integer(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """ConvInteger in float32 (TF and TF.js have no integer conv): exact while every sum of products
+    stays below 2**24, as for the small kernels and 8-bit values this op is used with."""
+    tf = cx.tf
+    x, w, xz, wz = (list(ins) + [None, None])[:4]
+    rank = w.rank
+    x_shift = 0.0 if xz is None else tf.reshape(tf.cast(cx.onnx(xz), tf.float32), [])
+    xf = V(tf.cast(x.t, tf.float32) - x_shift, x.perm)
+    warr, wzarr = cx.static(w), (np.zeros((), np.float32) if wz is None else cx.static(wz))
+    if warr is not None and wzarr is not None:  # scalar or per output channel zero point
+        wf = cx.const(warr.astype(np.float32) - np.asarray(wzarr, np.float32).reshape((-1,) + (1,) * (rank - 1)))
+    else:
+        w_shift = 0.0 if wz is None else tf.reshape(tf.cast(cx.onnx(wz), tf.float32), [-1] + [1] * (rank - 1))
+        wf = V(tf.cast(cx.onnx(w), tf.float32) - w_shift)
+    y = conv(cx, node, [xf, wf])[0]
+    return [V(tf.cast(tf.round(y.t), tf.int32), y.perm)]
+
+
 def _grouped(cx: Any, node: Any, x: Any, weight: Any, m: Any, win: spatial.Window, padding: str) -> Any:
     """The convolution of x (channels-last, padded) with an ONNX-ordered weight (M, C/group, k...)."""
     tf = cx.tf

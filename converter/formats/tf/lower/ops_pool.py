@@ -102,12 +102,34 @@ def _vec(cx: Any, values: list) -> Any:
 def max_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V | None]:
     p = _Pool(cx, node, ins[0])
     if len(node.output) > 1 and node.output[1]:
-        cx.fail(node, "MaxPool's Indices output is not supported")
+        return _with_indices(cx, node, p)
     if p.same and p.n < 3:
         y = _pool(cx, p.x, p.win, "max", "SAME")
     else:
         y = _pool(cx, spatial.pad(cx, p.x, p.all_pads(), spatial.lowest(cx, p.x.dtype)), p.win, "max", "VALID")
     return [p.out(y)]
+
+
+def _with_indices(cx: Any, node: Any, p: _Pool) -> list[V | None]:
+    """MaxPool with its Indices output, on TF's MaxPoolWithArgmax (TF.js has it too). TF counts in the
+    padded NHWC tensor, (y*W' + x)*C + c; ONNX in the unpadded NCHW one, ((n*C + c)*H + y)*W + x
+    (storage_order 1: x*H + y)."""
+    tf = cx.tf
+    if p.n == 3 or any(d != 1 for d in p.win.dilations):
+        cx.fail(node, "the Indices output is supported for 1-D and 2-D pools without dilations")
+    x = spatial.pad(cx, p.x, p.all_pads(), spatial.lowest(cx, p.x.dtype))
+    y, arg = tf.nn.max_pool_with_argmax(x, p.win.kernel, p.win.strides, "VALID", include_batch_in_index=False)
+    shape = tf.shape(p.x, out_type=tf.int64)
+    padded_w = tf.shape(x, out_type=tf.int64)[2]
+    channels, height, width = shape[3], shape[1], shape[2]
+    pos = arg // channels
+    row = pos // padded_w - tf.cast(p.pads[0][0], tf.int64)
+    col = pos % padded_w - tf.cast(p.pads[1][0], tf.int64)
+    batch = tf.reshape(tf.range(shape[0]), [-1, 1, 1, 1])
+    chan = tf.reshape(tf.range(channels), [1, 1, 1, -1])
+    plane = (batch * channels + chan) * height * width
+    within = col * height + row if cx.attr(node, "storage_order", 0) else row * width + col
+    return [p.out(y), p.out(plane + within)]
 
 
 @op("AveragePool", since=1)
