@@ -167,3 +167,34 @@ def test_auto_falls_back_to_onnx2tf_and_says_why(tmp_path):
     notes = report.stages[0].notes
     assert notes["converter"].startswith("onnx2tf ") and "(fallback: lowering has no handler for Det" in notes["converter"]
     assert notes["lowering_fallback_reason"] == "lowering has no handler for Det (opset 17)"
+
+
+@pytest.mark.parametrize("weights", ["constant", "input"])
+def test_gemm_with_transposed_weights_is_right_in_tfjs_wasm(tmp_path, weights):
+    """Gemm(transB=1) + bias: TF.js fuses it into _FusedMatMul, whose wasm kernel gets transpose_b
+    wrong; the weights reach it transposed beforehand (a constant by the lowering, a run-time input
+    by the TF.js stage's graph fix)."""
+    need("onnx", "onnxruntime", "tensorflow")
+    need_tfjs()
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    import converter
+
+    rng = np.random.default_rng(0)
+    w, c = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+    inputs = [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 16])]
+    inits = [numpy_helper.from_array(c, "c")]
+    if weights == "input":
+        inputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [8, 16]))
+    else:
+        inits.append(numpy_helper.from_array(w, "w"))
+    nodes = [helper.make_node("Gemm", ["a", "w", "c"], ["g"], transB=1), helper.make_node("Relu", ["g"], ["y"])]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+                              inits)
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(tmp_path / "m.onnx"))
+    report = converter.export(str(tmp_path / "m.onnx"), to="tfjs", out_dir=tmp_path / "web", onnx_to_tf="own")
+    assert report.verdict == "PASSED", report.parity.summary()  # validated in TF.js wasm against onnxruntime
+    a = rng.standard_normal((5, 16)).astype(np.float32)
+    feeds = {"a": a, "w": w} if weights == "input" else {"a": a}
+    got = _tfjs(tmp_path / "web", feeds)["y"]
+    np.testing.assert_allclose(got, np.maximum(a @ w.T + c, 0), atol=1e-4, rtol=1e-3)

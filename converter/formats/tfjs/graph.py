@@ -128,7 +128,7 @@ def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: 
     model.json's ``userDefinedMetadata.convertkit``."""
     tf = require("tensorflow")
     from ..tf.graphdef import rewrite_erfc
-    from .graph_fixes import bias_add_only_for_vectors, fix_control_edges, unfuse_activations
+    from .graph_fixes import bias_add_only_for_vectors, fix_control_edges, unfuse_activations, untranspose_fused_matmul
 
     notes: dict[str, Any] = {}
     rewrites: dict[str, int] = {}
@@ -163,6 +163,9 @@ def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: 
     unfused = unfuse_activations(optimized)
     if unfused:
         rewrites["fused activation split out (TF.js wasm cannot fuse it)"] = unfused
+    untransposed = untranspose_fused_matmul(optimized)
+    if untransposed:
+        rewrites["fused MatMul operand transposed beforehand (TF.js wasm gets transpose_b wrong)"] = untransposed
     rewrites.update(fix_control_edges(optimized))
     if rewrites:
         notes["rewrites"] = rewrites

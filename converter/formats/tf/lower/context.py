@@ -104,12 +104,37 @@ class Ctx:
             return hit[1]
         rank = len(v.perm or want or ())
         value = self.static(v) if self._static.get(id(v.t)) is not None else None
+        step = between(v.perm, want, rank)
         if value is not None:  # a constant: laid out in numpy, now
             out = self.const(value, want).t
+        elif self._only_units_move(v.t, step):
+            out = self._reshaped(v.t, step)
         else:
-            out = self.tf.transpose(v.t, between(v.perm, want, rank))
+            out = self.tf.transpose(v.t, step)
             self.transposes += 1
         self._laid[key] = (v.t, out)
+        return out
+
+    @staticmethod
+    def _only_units_move(t: Any, step: Sequence[int] | None) -> bool:
+        """Whether the transpose ``step`` moves only axes of size 1 relative to the others: then it is a
+        reshape (no data moves; [N,1,1,C] after a global pool, in ONNX order [N,C,1,1])."""
+        if step is None or t.shape.rank is None:
+            return False
+        dims = t.shape.as_list()
+        if sum(d is None for d in dims) > 1 or 0 in dims:
+            return False
+        kept = [a for a in step if dims[a] != 1]
+        return kept == sorted(kept)
+
+    def _reshaped(self, t: Any, step: Sequence[int]) -> Any:
+        tf = self.tf
+        dims = t.shape.as_list()
+        new = [dims[a] for a in step]
+        if None in new:  # one dynamic dim: -1 stands for it
+            new = [-1 if d is None else d for d in new]
+        out = tf.reshape(t, new)
+        out.set_shape([dims[a] for a in step])
         return out
 
     def axis(self, v: V, onnx_axis: int) -> int:

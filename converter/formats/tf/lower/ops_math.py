@@ -13,8 +13,10 @@ from .values import V
 def matmul(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     """numpy matmul: 1-D operands get a unit axis (removed again), batch dims broadcast."""
     tf = cx.tf
+    ra, rb = ins[0].rank, ins[1].rank
+    if ra and rb and ra >= 2 and rb >= 2 and not (rb == 2 and ra > 2):
+        return _batched(cx, ins)
     a, b = cx.onnx(ins[0]), cx.onnx(ins[1])
-    ra, rb = a.shape.rank, b.shape.rank
     if ra == 1 and rb == 1:
         return [V(tf.reduce_sum(a * b))]
     if ra == 1:
@@ -33,6 +35,22 @@ def matmul(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     return [V(tf.linalg.matmul(a, b))]
 
 
+def _batched(cx: Any, ins: list[V | None]) -> list[V]:
+    (a, ta), (b, tb) = _swapped(cx, ins[0]), _swapped(cx, ins[1])
+    return [V(cx.tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb))]
+
+
+def _swapped(cx: Any, v: V) -> tuple[Any, bool]:
+    """A matrix operand whose layout differs from ONNX order only in its last two axes (K after
+    Transpose(0, 1, 3, 2) in attention) goes to MatMul as it is, with MatMul's transpose flag. Batched
+    only: TF.js fuses a 2-D MatMul with a following bias into _FusedMatMul, whose wasm kernel gets
+    transpose_b wrong (tfjs 4.22; the cpu kernel is right)."""
+    perm = v.perm
+    if perm and len(perm) >= 3 and tuple(perm) == (*range(len(perm) - 2), len(perm) - 1, len(perm) - 2):
+        return v.t, True
+    return cx.onnx(v), False
+
+
 @op("Gemm")
 def gemm(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     tf = cx.tf
@@ -48,12 +66,15 @@ def gemm(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
 
 
 def _operand(cx: Any, v: V, transposed: bool) -> tuple[Any, bool]:
-    """A Gemm operand and whether MatMul must transpose it: a constant is transposed now, in numpy
-    (TF.js's wasm backend computed a fused MatMul with transpose_b wrongly here)."""
-    value = cx.static(v) if transposed else None
+    """A Gemm operand, transposed as transA/transB say: a constant now, in numpy; a run-time value by a
+    Transpose, not by MatMul's flag (TF.js fuses Gemm's bias into _FusedMatMul, whose wasm kernel
+    computes transpose_b wrongly: tfjs 4.22, max abs 1.0 on a 16x8 layer; its cpu kernel is right)."""
+    if not transposed:
+        return cx.onnx(v), False
+    value = cx.static(v)
     if value is not None:
         return cx.const(cx.np.ascontiguousarray(value.T)).t, False
-    return cx.onnx(v), transposed
+    return cx.tf.transpose(cx.onnx(v)), False
 
 
 @op("Einsum", since=12)
