@@ -210,8 +210,9 @@ def cum_sum(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     x, axis_v = ins[0], ins[1]
     exclusive, reverse = bool(cx.attr(node, "exclusive", 0)), bool(cx.attr(node, "reverse", 0))
     arr = cx.static(axis_v)
-    if arr is None:  # an axis known only at run time addresses ONNX axes
-        axis = cx.tf.reshape(axis_v.t, [])
-        return [V(cx.tf.math.cumsum(cx.onnx(x), axis, exclusive=exclusive, reverse=reverse))]
+    if arr is None:  # an axis known only at run time addresses ONNX axes; TF.js takes no negative one
+        t = cx.onnx(x)
+        axis = cx.tf.math.floormod(cx.tf.reshape(axis_v.t, []), cx.tf.cast(cx.tf.rank(t), axis_v.t.dtype))
+        return [V(cx.tf.math.cumsum(t, axis, exclusive=exclusive, reverse=reverse))]
     a = cx.axis(x, int(cx.np.asarray(arr).reshape(-1)[0]))
     return [V(cx.tf.math.cumsum(x.t, a, exclusive=exclusive, reverse=reverse), x.perm)]
