@@ -63,3 +63,38 @@ ATOL_FLOOR = 1e-5
 #: case -> why its outputs are known to be wrong. Small, commented, and the test asserts it does not
 #: grow: a new wrong case is a test failure.
 KNOWN_WRONG: dict[str, str] = {}
+
+#: the fixed sample run through TF.js (wasm and cpu) by test_lower_conformance_tfjs.py: one case per
+#: op across the lowering's families (CNN, RNN, transformer, shape, elementwise, reductions, index
+#: and post-processing ops), node and pytorch-converted, static and run-time attribute inputs
+TFJS_SAMPLE: tuple[str, ...] = (
+    # reductions, index and post-processing ops
+    "test_reduce_sum_keepdims_random", "test_reduce_mean_keepdims_example", "test_reduce_max_empty_set",
+    "test_reduce_min_do_not_keepdims_random", "test_reduce_prod_default_axes_keepdims_random",
+    "test_reduce_l1_keep_dims_random", "test_reduce_l2_negative_axes_keep_dims_random",
+    "test_reduce_log_sum_desc_axes", "test_reduce_log_sum_exp_empty_set", "test_reduce_sum_square_do_not_keepdims_random",
+    "test_argmax_negative_axis_keepdims_example", "test_argmin_no_keepdims_example_select_last_index",
+    "test_cumsum_1d_reverse_exclusive", "test_gather_elements_1", "test_gathernd_example_int32",
+    "test_scatternd_max", "test_scatter_elements_with_reduction_max", "test_onehot_with_axis",
+    "test_triu", "test_top_k_same_values_2d", "test_nonzero_example", "test_nonmaxsuppression_single_box",
+    "test_compress_default_axis", "test_eyelike_with_dtype", "test_unique_sorted_with_axis_3d",
+    # CNN
+    "test_Conv2d_no_bias", "test_convtranspose_dilations", "test_maxpool_2d_pads", "test_averagepool_2d_precomputed_pads",
+    "test_BatchNorm3d_momentum_eval", "test_instancenorm_example", "test_resize_tf_crop_and_resize_extrapolation_value",
+    "test_depthtospace_example", "test_globalaveragepool_precomputed",
+    # RNN
+    "test_lstm_with_initial_bias", "test_gru_seq_length", "test_simple_rnn_defaults",
+    # transformer
+    "test_matmul_3d", "test_gemm_default_scalar_bias", "test_layer_normalization_3d_axis_negative_3_epsilon",
+    "test_softmax_example", "test_gather_1", "test_where_long_example", "test_expand_dim_unchanged", "test_erf",
+    "test_gelu_tanh_1", "test_attention_4d_causal",
+    # shape
+    "test_shape_example", "test_slice_neg", "test_concat_3d_axis_0", "test_reshape_reduced_dims", "test_tile_precomputed",
+    "test_squeeze_negative_axes", "test_unsqueeze_negative_axes", "test_transpose_all_permutations_3",
+    "test_split_variable_parts_1d_opset13", "test_range_int32_type_negative_delta", "test_flatten_default_axis",
+    "test_constant_pad_axes",
+    # elementwise
+    "test_add_uint16", "test_mul_int8", "test_sub_int8", "test_pow_types_float32_uint32", "test_clip_default_min",
+    "test_relu", "test_sigmoid", "test_tanh", "test_leakyrelu", "test_PReLU_3d", "test_cast_DOUBLE_to_FLOAT",
+    "test_equal_uint16", "test_not_3d", "test_sqrt_example", "test_hardswish",
+)
