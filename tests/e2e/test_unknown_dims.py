@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import convertkit, need
+from tests.conftest import convertkit, need, need_node
 
 
 def _unknown_dims_model(path: Path) -> Path:
@@ -57,3 +57,18 @@ def test_cli_converts_unknown_dims_without_input(tmp_path, argv):
     assert report["verdict"] == "PASSED"
     assert [o["status"] for o in report["parity"]["outputs"]] == ["ok"]
     assert src.read_bytes() == before  # the input file is read, never rewritten
+
+
+def test_to_tfjs_keeps_unknown_dims_dynamic(tmp_path):
+    """The issue's example: such a file reaches TF.js, validated there at two sizes of each dim,
+    and the TF.js model takes any size on the dims written -1 or 0."""
+    need("onnx", "onnxruntime", "tensorflow", "tensorflowjs")
+    need_node()
+    src = _unknown_dims_model(tmp_path / "paddle_like.onnx")
+    r = convertkit("export", src, "--to", "tfjs", "-o", tmp_path / "tfjs")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "tfjs" / "report.json").read_text())
+    assert report["verdict"] == "PASSED" and [o["status"] for o in report["parity"]["outputs"]] == ["ok"]
+    signature = json.loads((tmp_path / "tfjs" / "model.json").read_text())["signature"]
+    dims = [int(d["size"]) for d in signature["inputs"]["x"]["tensorShape"]["dim"]]
+    assert dims == [-1, 3, -1, -1]
