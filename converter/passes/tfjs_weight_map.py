@@ -224,6 +224,8 @@ class Planned:
     errors: Mapping[str, float]
 
 
+#: validation samples the per-weight probe runs on (the screen runs on all of them)
+PROBE_SAMPLES = 3
 #: the smallest weights, together at most this share of the searched weights' elements, are not
 #: probed (each probe is a whole model run; a MobileNetV2 has ~100 bias vectors): they go to 2 bytes
 #: at once, which costs at most SMALL_SHARE / 4 of the float32 bytes
@@ -292,7 +294,9 @@ class _MapSearch:
                       **{n: p.wide for n, p in self.plan.items() if not p.probed}}
         self.feeds = probe_feeds(src, trials.judge.check)
         self.tolerance = getattr(trials.judge.check, "tolerance", trials.judge.tolerance)
-        self.sens = measure(src, w.data, {n: ("uint8", self.plan[n].wide) for n in self.names}, self.feeds)
+        # the probe runs the model twice per weight: on at most PROBE_SAMPLES of the validation samples
+        self.sens = measure(src, w.data, {n: ("uint8", self.plan[n].wide) for n in self.names},
+                            self.feeds[:PROBE_SAMPLES])
         uint8 = dict.fromkeys(self.names, "uint8")
         self.path = greedy_path(self.sens, sizes, uint8, w.nbytes({**self.fixed, **uint8}) - sum(sizes.values()),
                                 max_raised)

@@ -18,7 +18,8 @@ TF.js uses at run time, and not the compute. The topology is untouched.
   ``*conv*``). Default: every float32 weight (tensorflowjs quantizes float32 weights only).
 - ``uint16=PATTERN|...`` (with ``dtype=uint8``): weights to write at uint16 from the start.
 - ``max_promoted``: the most weights a remedy may raise above the requested dtype (uint8: no bound
-  by default; uint16 and fp16: 8); ``0`` turns the remedies off.
+  by default, and the smallest weights the map puts at 2 bytes unmeasured do not count; uint16 and
+  fp16: 8); ``0`` turns the remedies off.
 - ``headroom=0.5`` and ``max_checks=8`` (uint8): see below.
 
 ``-p fp16`` options: ``nodes=PATTERN|...`` (default: every float32 weight) and ``max_promoted=8``.
