@@ -139,24 +139,39 @@ def prelu(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
 @op("Clip", until=10)
 def clip_attrs(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     x = ins[0]
-    lo, hi = cx.attr(node, "min", -3.4028234663852886e38), cx.attr(node, "max", 3.4028234663852886e38)
-    return [V(cx.tf.clip_by_value(x.t, lo, hi), x.perm)]
+    lo, hi = cx.attr(node, "min"), cx.attr(node, "max")
+    return [V(_clip_static(cx.tf, x.t, lo, hi), x.perm)]
 
 
 @op("Clip", since=11)
 def clip(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Known bounds become one op TF.js fuses into a preceding conv where it can (Relu6 after
+    MobileNet's convs: ~2x faster in TF.js wasm than Maximum + Minimum); run-time bounds stay two ops."""
     x = ins[0]
     tf = cx.tf
+    lo_v = ins[1] if len(ins) > 1 else None
+    hi_v = ins[2] if len(ins) > 2 else None
+    lo, hi = (cx.static(v) if v is not None else None for v in (lo_v, hi_v))
+    if (lo_v is None or lo is not None) and (hi_v is None or hi is not None):
+        return [V(_clip_static(tf, x.t, None if lo is None else lo.item(), None if hi is None else hi.item()), x.perm)]
     out = x.t
-    lo = ins[1] if len(ins) > 1 else None
-    hi = ins[2] if len(ins) > 2 else None
-    if lo is not None:
-        out = tf.maximum(out, tf.cast(cx.onnx(lo), out.dtype))  # min/max are scalars: any layout fits
-    if hi is not None:
-        out = tf.minimum(out, tf.cast(cx.onnx(hi), out.dtype))
-    if lo is None and hi is None:
-        out = tf.identity(out)
+    if lo_v is not None:
+        out = tf.maximum(out, tf.cast(cx.onnx(lo_v), out.dtype))  # min/max are scalars: any layout fits
+    if hi_v is not None:
+        out = tf.minimum(out, tf.cast(cx.onnx(hi_v), out.dtype))
     return [V(out, x.perm)]
+
+
+def _clip_static(tf: Any, t: Any, lo: Any, hi: Any) -> Any:
+    if lo == 0 and hi == 6 and t.dtype.is_floating:
+        return tf.nn.relu6(t)
+    if lo == 0 and hi is None and t.dtype.is_floating:
+        return tf.nn.relu(t)
+    if lo is None and hi is None:
+        return tf.identity(t)
+    if lo is None or hi is None:
+        return tf.maximum(t, tf.cast(lo, t.dtype)) if hi is None else tf.minimum(t, tf.cast(hi, t.dtype))
+    return tf.clip_by_value(t, tf.cast(lo, t.dtype), tf.cast(hi, t.dtype))
 
 
 @op("Dropout")
