@@ -110,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
         results["int8_encoder"] = int8_encoder.run(Path(tmp) / "int8_encoder")
         int8_encoder.show(results["int8_encoder"])
+        from bench import lowering
+
+        results["onnx_to_tf_lowering"] = lowering.run(Path(tmp) / "lowering")
+        lowering.show(results["onnx_to_tf_lowering"])
         from bench import tfjs_quant
 
         results["tfjs_uint8_map"] = tfjs_quant.run(Path(tmp) / "tfjs_quant")
