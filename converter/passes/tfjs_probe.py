@@ -30,7 +30,7 @@ def run_probes(src: Artifact, data: Mapping[str, Any], probes: Sequence[Probe], 
     loaded, run r the model with ``probes[r - 1]`` rounded (``data``: weight name -> float32 array)."""
     np = require("numpy")
     from ..formats.tfjs import model_dir
-    from ..formats.tfjs.runner import _node_env  # the npm packages' check and module path, as the runner's
+    from ..formats.tfjs.runner import node_env  # the npm packages' check and module path, as the runner's
 
     node = shutil.which("node")
     if node is None:
@@ -45,7 +45,7 @@ def run_probes(src: Artifact, data: Mapping[str, Any], probes: Sequence[Probe], 
                    "probes": [[blob.weight(n, d) for n, d in p] for p in probes]}
         (Path(tmp) / "job.json").write_text(json.dumps(job))
         done = subprocess.run([node, str(SCRIPT), str(Path(tmp) / "job.json")], capture_output=True, text=True,
-                              env=_node_env(backend), check=False)
+                              env=node_env(backend), check=False)
         answer = _last_json(done.stdout)
         if done.returncode != 0 or "outputs" not in answer:
             raise ConversionError("running weight probes in TF.js failed: "

@@ -240,7 +240,7 @@ class _NodeProcess:
         self.started = time.monotonic()
         self.proc = subprocess.Popen([node, str(SCRIPT), "-", "--backend", backend, "--idle-exit", str(PRESTART_IDLE_S)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=_node_env(backend))
+                                     env=node_env(backend))
         self.stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
@@ -333,7 +333,7 @@ def _stop_prestarted() -> None:
         _PRESTARTED.popitem()[1].stop()
 
 
-def _node_env(backend: str) -> dict[str, str]:
+def node_env(backend: str) -> dict[str, str]:
     """The environment for Node, after checking that the npm packages are installed."""
     env = dict(os.environ)
     override = env.get("CONVERTKIT_NODE_MODULES")
