@@ -23,6 +23,7 @@ from .core import Artifact, Format, TensorSpec
 from .deps import framework_loading
 from .errors import UsageError
 from .fsutil import atomic_dir, check_destination, work_dir
+from .parity import int_ranges
 from .parity import inputs as feeds_mod
 from .parity import reference as reference_mod
 from .parity import samples as samples_mod
@@ -90,6 +91,7 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
     (parity.samples); the source's meta ``GIVEN`` counts the leading samples that are the user's."""
     notes: list[str] = []
     specs = parse_inputs(inputs)
+    user_ranges = {s.name for s in specs if s.int_range}  # --input ranges win over inferred ones
     user_feeds = _example_feeds(src, example_inputs, specs) if example_inputs is not None else None
     if feeds is not None:
         user_feeds = dict(feeds) if isinstance(feeds, Mapping) else feeds_mod.load_feeds(feeds)
@@ -102,7 +104,9 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
     if src.inputs and {s.name for s in specs} != {s.name for s in src.inputs}:
         raise UsageError(f"--input names {', '.join(s.name for s in specs)} do not match the model's inputs "
                          f"{', '.join(s.name for s in src.inputs)}", hint="use the model's input names")
-    specs = tuple(_with_int_range(s, src) for s in specs)
+    found = int_ranges.inferred(src, specs)
+    specs = tuple(_with_int_range(s, None if s.name in user_ranges else found.get(s.name)) for s in specs)
+    notes.extend(found[s.name].note() for s in specs if s.name in found and s.name not in user_ranges)
     if user_feeds is not None:
         feeds_mod.check_feeds(user_feeds, specs, str(feeds) if feeds is not None else "example_inputs")
         generated, note = samples_mod.extra_samples(user_feeds, specs, max(samples, 1) - 1, seed=seed, mode=mode)
@@ -132,15 +136,14 @@ def parse_inputs(inputs: InputsArg) -> tuple[TensorSpec, ...]:
     return tuple(feeds_mod.parse_input_spec(s) if isinstance(s, str) else s for s in (inputs or ()))
 
 
-def _with_int_range(spec: TensorSpec, src: Artifact) -> TensorSpec:
+def _with_int_range(spec: TensorSpec, found: int_ranges.IntRange | None) -> TensorSpec:
+    """The range of ``spec``'s samples: the one inferred from the graph (floats cast to indices too),
+    else the format's or the user's, else DEFAULT_INT_RANGE for integers."""
+    if found is not None:
+        return dataclasses.replace(spec, int_range=(found.low, found.high))
     if spec.int_range or not spec.dtype.startswith(("int", "uint")):
         return spec
-    rng = None
-    if src.format.name == "torch" and src.obj is not None:
-        from .formats.torch.source import default_int_range
-
-        rng = default_int_range(src.obj)
-    return TensorSpec(spec.name, spec.shape, spec.dtype, spec.layout, rng or feeds_mod.DEFAULT_INT_RANGE)
+    return dataclasses.replace(spec, int_range=feeds_mod.DEFAULT_INT_RANGE)
 
 
 def _example_feeds(src: Artifact, example_inputs: Any, specs: tuple[TensorSpec, ...]) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) 
                 feeds[s.name] = rng.integers(0, 2, size=shape).astype(bool)
             elif _is_int(s.dtype) and is_padding_mask(s):
                 feeds[s.name] = _padding_mask(rng, shape).astype(s.dtype)
-            elif _is_int(s.dtype):
+            elif _is_int(s.dtype) or s.int_range:  # a float input with a range is cast to indices in the model
                 lo, hi = s.int_range or DEFAULT_INT_RANGE
                 feeds[s.name] = rng.integers(lo, hi, size=shape).astype(s.dtype)
             else:

@@ -222,3 +222,70 @@ def test_samples_from_data_without_data_is_a_usage_error(tmp_path):
     line = _one_error_line(convertkit("optimize", _mlp(tmp_path / "m.onnx"), "-p", "simplify", "--samples-from",
                                       "mixed", "-o", tmp_path / "out"), 2)
     assert line == "convertkit: error: --samples-from mixed needs real data (give --inputs FEEDS.npz)"
+
+
+# -- integer ranges the model accepts, from its graph ----------------------------------------------
+
+
+def _bert_like(path: Path) -> Path:
+    """Word (50 rows), token-type (2 rows, through a Cast) and bucket (7 rows, a float input cast
+    to an index and unsqueezed) embeddings summed: what an exported BERT's embedding block reads."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
+    tt = helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, ["batch", "seq"])
+    fl = helper.make_tensor_value_info("bucket", TensorProto.FLOAT, ["batch"])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 8])
+    inits = [numpy_helper.from_array(rng.standard_normal((50, 8)).astype(np.float32), "word"),
+             numpy_helper.from_array(rng.standard_normal((2, 8)).astype(np.float32), "type"),
+             numpy_helper.from_array(rng.standard_normal((7, 8)).astype(np.float32), "buck"),
+             numpy_helper.from_array(np.array([1], np.int64), "ax1")]
+    nodes = [helper.make_node("Gather", ["word", "input_ids"], ["we"], name="/embeddings/word_embeddings/Gather"),
+             helper.make_node("Cast", ["token_type_ids"], ["tt32"], to=TensorProto.INT32),
+             helper.make_node("Gather", ["type", "tt32"], ["te"], name="/embeddings/token_type_embeddings/Gather"),
+             helper.make_node("Cast", ["bucket"], ["bi"], to=TensorProto.INT64),
+             helper.make_node("Unsqueeze", ["bi", "ax1"], ["bu"]),
+             helper.make_node("Gather", ["buck", "bu"], ["be"], name="bucket_gather"),
+             helper.make_node("Add", ["we", "te"], ["s"]), helper.make_node("Add", ["s", "be"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "bert_like", [ids, tt, fl], [out], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_token_type_ids_get_the_tables_range_for_quantize(tmp_path):
+    need("onnx", "onnxruntime")
+    r = convertkit("optimize", _bert_like(tmp_path / "m.onnx"), "-p", "quantize", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED"
+    assert {i["name"]: i["int_range"] for i in report["inputs"]} == {"input_ids": [0, 50], "token_type_ids": [0, 2],
+                                                                     "bucket": [0, 7]}
+    assert ("input 'token_type_ids' sampled in 0..2 (inferred: Gather '/embeddings/token_type_embeddings/Gather' "
+            "on a table of 2 rows)") in report["notes"]
+    # a range given with --input wins (and one outside the table is the user's to fix: exit 2, not 3)
+    r = convertkit("optimize", tmp_path / "m.onnx", "-p", "quantize", "-i", "input_ids:1,4:int64:0..5",
+                   "-i", "token_type_ids:1,4:int64:0..9", "-i", "bucket:1", "-o", tmp_path / "out2")
+    line = _one_error_line(r, 2)
+    assert "the source model does not run on these inputs" in line and "token_type_embeddings/Gather" in line
+
+
+def test_keras_float_input_into_embedding_gets_whole_numbers_in_its_range(tmp_path):
+    """A Keras 3 model whose float32 Input feeds Embedding(300): standard-normal floats would be index -1."""
+    need("tensorflow", "keras", "tf2onnx", "onnxruntime")
+    from converter.formats.keras.source import keras_module
+
+    keras = keras_module("keras")
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((6,), dtype="float32", name="tokens")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(300, 8)(inp))
+    keras.Model(inp, keras.layers.Dense(3)(x)).save(tmp_path / "emb.keras")
+    r = convertkit("export", tmp_path / "emb.keras", "--to", "onnx", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED" and report["inputs"][0]["int_range"] == [0, 300]
+    assert any(n.startswith("input 'tokens' sampled in 0..300 (inferred: Embedding '") for n in report["notes"])
