@@ -343,3 +343,61 @@ def test_torch_module_verifies_in_tfjs_through_the_lowering(tmp_path, kind):
     assert report.verdict == "PASSED", report.parity.summary()
     assert report.stages[0].notes["converter"] == "convertkit lowering"
     assert all(o.max_abs < 1e-4 for o in report.parity.outputs)
+
+
+# -- real architectures: ONNX's "light" models (weights replaced by ConstantOfShape) ---------------------
+def _light_with_random_weights(path: Path, seed: int = 0):
+    """A light model with seeded random weights in place of its constant ones (constant weights make
+    every class equally likely, which would hide errors): He-scaled conv/fc weights, BN scales and
+    variances in [0.5, 1.5], small biases and means."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    rng = np.random.default_rng(seed)
+    shapes = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    use = {i: (n.op_type, k) for n in reversed(graph.node) for k, i in enumerate(n.input)}
+    kept = []
+    for node in graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in shapes:
+            kept.append(node)
+            continue
+        shape = [int(v) for v in shapes[node.input[0]]]
+        op, k = use.get(node.output[0], ("", 0))
+        if op == "BatchNormalization" and k in (1, 4):
+            arr = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) > 1:
+            arr = rng.standard_normal(shape) * np.sqrt(2.0 / max(int(np.prod(shape[1:])), 1))
+        else:
+            arr = rng.standard_normal(shape) * 0.1
+        graph.initializer.append(numpy_helper.from_array(arr.astype(np.float32), node.output[0]))
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "inception_v1",
+                                  pytest.param("densenet121", marks=pytest.mark.slow),
+                                  pytest.param("inception_v2", marks=pytest.mark.slow),
+                                  pytest.param("resnet50", marks=pytest.mark.slow),
+                                  pytest.param("shufflenet", marks=pytest.mark.slow)])
+def test_light_model_matches_onnxruntime(tf, name):
+    """Whole CNNs (fire modules, inception blocks with LRN and ceil-mode pools, dense blocks...) lowered
+    with random weights, against onnxruntime on the same model; one Transpose, at the input (ShuffleNet's
+    channel shuffle reshapes, which needs ONNX order)."""
+    from converter.formats.tf.lower.harness import lower_model, run
+
+    path = _node_dir().parent / "light" / f"light_{name}.onnx"
+    if not path.exists():
+        pytest.skip(f"{path.name} is not in this onnx package")
+    model = _light_with_random_weights(path)
+    inits = {i.name for i in model.graph.initializer}
+    data = next(i for i in model.graph.input if i.name not in inits)
+    x = _rand(0, *[d.dim_value for d in data.type.tensor_type.shape.dim])
+    want = _ort(model, {data.name: x})[0]
+    lowered = lower_model(model)
+    got = run(lowered, model, [x])[0]
+    np.testing.assert_allclose(got, want, atol=1e-5 * float(np.abs(want).max()), rtol=1e-4)
+    if name != "shufflenet":
+        assert sum(n.op == "Transpose" for n in lowered.graph_def.node) == 1

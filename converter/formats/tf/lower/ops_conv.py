@@ -68,6 +68,11 @@ def conv(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     xp, win2, p2 = _to_2d(cx, xp, win, p, n)
     if n == 1:
         weight = m.reshape(weight, (*weight.shape[:2], 1, weight.shape[2]))
+    if any(d > 1 for d in win2.dilations) and (n == 3 or any(st > 1 for st in win2.strides)):
+        # TF's CPU Conv3D has no dilations, and TF.js's convs no dilation with a stride: the kernel
+        # is written out with its holes instead
+        weight = _dilate(cx, weight, m, win2.dilations)
+        win2 = spatial.Window(win2.effective, win2.strides, (1,) * len(win2.kernel))
     padding = "SAME" if not spatial.is_zero(p) and spatial.same_upper(size, win, p) else "VALID"
     if padding == "VALID":
         xp = spatial.pad(cx, xp, p2)
