@@ -181,7 +181,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     ``to=None`` keeps the source's format (what ``optimize`` does). ``samples_from`` (data, random,
     mixed; default data) says where the samples besides ``feeds`` come from. ``calibration`` (an .npz) is the
     data for every ``quantize:mode=static`` pass that names none. Extra keyword arguments are
-    stage options by field name (e.g. ``tfjs_format="layers"``); ``runner_options`` go to the
+    stage options by field name (e.g. ``tfjs_format="layers"``, or ``onnx_to_tf="own"`` / ``"onnx2tf"`` to
+    choose the ONNX -> TensorFlow converter; default ``"auto"``); ``runner_options`` go to the
     runtimes (e.g. ``{"backend": "cpu"}`` for TF.js).
 
     Raises a ConvertkitError subclass for bad input (exit 2) or a failed conversion (exit 3: also a
