@@ -91,6 +91,7 @@ def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) 
         feeds = {}
         for s in specs:
             shape = concrete_shape(s, sizes)
+            _check_makeable(s, shape)
             if s.dtype == "bool":
                 feeds[s.name] = rng.integers(0, 2, size=shape).astype(bool)
             elif _is_int(s.dtype) and is_padding_mask(s):
@@ -102,6 +103,24 @@ def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) 
                 feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
         out.append(feeds)
     return out
+
+
+#: the most elements one generated sample of one input may have (a float32 array of 1 GiB)
+MAX_ELEMENTS = 1 << 28
+
+
+def _check_makeable(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    """A dtype numpy cannot make (string, bfloat16, an ONNX sequence) or a size no machine holds is
+    the user's to give as data, not a crash in numpy."""
+    import math
+
+    if spec.dtype not in DTYPES and not _is_int(spec.dtype):
+        raise UsageError(f"input '{spec.name}' is of type {spec.dtype}, for which convertkit cannot make samples",
+                         hint="give real data for it with --inputs FEEDS.npz")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise UsageError(f"input '{spec.name}' of shape {list(shape)} is too large to sample "
+                         f"({math.prod(shape):,} elements)", hint="give smaller sizes with --input NAME:DIMS, "
+                         "or real data with --inputs FEEDS.npz")
 
 
 def is_padding_mask(spec: TensorSpec) -> bool:

@@ -289,3 +289,40 @@ def test_keras_float_input_into_embedding_gets_whole_numbers_in_its_range(tmp_pa
     report = _report(tmp_path / "out")
     assert report["verdict"] == "PASSED" and report["inputs"][0]["int_range"] == [0, 300]
     assert any(n.startswith("input 'tokens' sampled in 0..300 (inferred: Embedding '") for n in report["notes"])
+
+
+# -- no ONNX dim or type turns into a traceback ------------------------------------------------------
+
+
+def _identity(path: Path, elem: int, dims: list | None) -> Path:
+    import onnx
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", elem, dims)
+    y = helper.make_tensor_value_info("y", elem, dims)
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("case", ["negative", "empty_name", "huge", "string", "no_rank"])
+def test_odd_onnx_dims_and_types_exit_0_or_2_never_4(tmp_path, case):
+    need("onnx", "onnxruntime")
+    from onnx import TensorProto
+
+    elem, dims, code, text = {
+        "negative": (TensorProto.FLOAT, [-5, 3], 0, None),
+        "empty_name": (TensorProto.FLOAT, ["", 3], 0, None),
+        "huge": (TensorProto.FLOAT, [100000, 100000, 1000], 2,
+                 "input 'x' of shape [100000, 100000, 1000] is too large to sample"),
+        "string": (TensorProto.STRING, [2], 2, "input 'x' is of type onnx:8, for which convertkit cannot make samples"),
+        "no_rank": (TensorProto.FLOAT, None, 2, "input 'x' has unknown rank (give its shape with --input NAME:DIMS)"),
+    }[case]
+    r = convertkit("optimize", _identity(tmp_path / "m.onnx", elem, dims), "-p", "simplify", "-o", tmp_path / "out")
+    if code == 0:
+        assert r.returncode == 0, r.stderr
+        assert _report(tmp_path / "out")["verdict"] == "PASSED"
+    else:
+        assert text in _one_error_line(r, code)
