@@ -189,3 +189,79 @@ def eye_like(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     dtype = cx.dtype(cx.attr(node, "dtype")) if cx.attr(node, "dtype") is not None else x.t.dtype
     ones = tf.equal(_diagonals(cx, shape[0], shape[1]), int(cx.attr(node, "k", 0)))
     return [V(tf.cast(ones, dtype))]
+
+
+def _batched_gather(cx: Any, x: Any, idx: Any) -> Any:
+    """``out[b, l, ...] = x[b, idx[b, l], ...]`` as one flat Gather over (batch, axis 1): TF.js wasm's
+    GatherV2 with batch_dims gives wrong values here."""
+    tf = cx.tf
+    shape = tf.shape(x)
+    flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
+    rows = idx + tf.range(shape[0])[:, None] * shape[1]
+    return tf.gather(flat, rows)
+
+
+@op("ReverseSequence", since=10)
+def reverse_sequence(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Each batch entry's first ``sequence_lens[b]`` time steps reversed: a batched Gather of
+    ``len - 1 - t`` (t < len) or ``t`` along time, with batch and time leading (TF's ReverseSequence
+    is not in TF.js)."""
+    tf = cx.tf
+    x = cx.onnx(ins[0])
+    lens = tf.cast(cx.onnx(ins[1]), tf.int32)
+    b, t = int(cx.attr(node, "batch_axis", 1)), int(cx.attr(node, "time_axis", 0))
+    rank = x.shape.rank
+    lead = [b, t, *(i for i in range(rank) if i not in (b, t))]
+    xt = tf.transpose(x, lead)
+    steps = tf.range(tf.shape(xt)[1])[None, :]
+    idx = tf.where(steps < lens[:, None], lens[:, None] - 1 - steps, steps)
+    out = _batched_gather(cx, xt, idx)
+    return [V(tf.transpose(out, [lead.index(i) for i in range(rank)]))]
+
+
+@op("TensorScatter", since=24)
+def tensor_scatter(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """A KV-cache write: ``update``'s positions along ``axis`` land at ``write_indices[b] + s`` of
+    ``past`` (mod its length in circular mode). As a batched Gather of the update at ``p -
+    write_indices[b]`` for each cache position p, and a Select where that is inside the update."""
+    tf = cx.tf
+    past, update = cx.onnx(ins[0]), cx.onnx(ins[1])
+    rank = past.shape.rank
+    a = int(cx.attr(node, "axis", -2)) % rank
+    if a == 0:
+        cx.fail(node, "axis 0 is the batch axis")
+    batch = tf.shape(past)[0]
+    starts = tf.zeros([batch], tf.int32) if len(ins) < 3 or ins[2] is None else tf.cast(cx.onnx(ins[2]), tf.int32)
+    length, count = tf.shape(past)[a], tf.shape(update)[a]
+    src = tf.range(length)[None, :] - starts[:, None]  # [batch, cache positions]
+    if cx.attr(node, "mode", "linear") == "circular":
+        src = tf.math.floormod(src, length)
+    inside = (src >= 0) & (src < count)
+    lead = [0, a, *(i for i in range(1, rank) if i != a)]
+    src = tf.minimum(tf.maximum(src, 0), count - 1)  # not ClipByValue: TF.js wasm clips int32 as floats
+    taken = tf.transpose(_batched_gather(cx, tf.transpose(update, lead), src), [lead.index(i) for i in range(rank)])
+    mask = tf.reshape(inside, [batch, *([1] * (a - 1)), length, *([1] * (rank - a - 1))])
+    return [V(tf.where(tf.broadcast_to(mask, tf.shape(past)), taken, past))]
+
+
+@op("MaxUnpool", since=9)
+def max_unpool(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Values written at their flat indices into zeros of the inferred (or given) output shape.
+    TensorScatterUpdate, not ScatterNd: a value a max pool picked twice is written once, not summed."""
+    tf = cx.tf
+    x, idx = cx.onnx(ins[0]), tf.cast(cx.onnx(ins[1]), tf.int64)
+    kernel = [int(k) for k in cx.attr(node, "kernel_shape")]
+    n = len(kernel)
+    strides = [int(s) for s in cx.attr(node, "strides", None) or [1] * n]
+    pads = [int(p) for p in cx.attr(node, "pads", None) or [0] * (2 * n)]
+    shape = tf.shape(x, out_type=tf.int64)
+    spatial = [(shape[2 + i] - 1) * strides[i] - pads[i] - pads[n + i] + kernel[i] for i in range(n)]
+    inferred = tf.stack([shape[0], shape[1], *spatial])
+    flat = tf.tensor_scatter_nd_update(tf.zeros([tf.reduce_prod(inferred)], x.dtype),
+                                       tf.reshape(idx, [-1, 1]), tf.reshape(x, [-1]))
+    out = tf.reshape(flat, inferred)
+    wanted = ins[2] if len(ins) > 2 else None
+    if wanted is not None:  # a larger output: the unpooled block at its start, zeros after
+        extra = tf.cast(cx.onnx(wanted), tf.int64) - inferred
+        out = tf.pad(out, tf.stack([tf.zeros_like(extra), extra], axis=1))
+    return [V(out)]

@@ -216,3 +216,15 @@ def cum_sum(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
         return [V(cx.tf.math.cumsum(t, axis, exclusive=exclusive, reverse=reverse))]
     a = cx.axis(x, int(cx.np.asarray(arr).reshape(-1)[0]))
     return [V(cx.tf.math.cumsum(x.t, a, exclusive=exclusive, reverse=reverse), x.perm)]
+
+
+@op("LpNormalization", since=1)
+def lp_normalization(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """``x / ||x||_p`` along one axis (p 1 or 2), on its physical axis."""
+    x = ins[0]
+    p = int(cx.attr(node, "p", 2))
+    if p not in (1, 2):
+        cx.fail(node, f"p={p} (ONNX allows 1 and 2)")
+    a = cx.axis(x, cx.attr(node, "axis", -1))
+    norm = _l1(cx, x.t, [a]) if p == 1 else _l2(cx, x.t, [a])
+    return [V(x.t / norm, x.perm)]
