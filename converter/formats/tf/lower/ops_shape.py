@@ -115,16 +115,14 @@ def flatten(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     axis = cx.attr(node, "axis", 1)
     axis = axis + rank if axis < 0 else axis
     dims = _dims(cx, x)
-    lead = dims[:axis]
+    lead, rest = dims[:axis], dims[axis:]
+    np = cx.np
+    if all(isinstance(d, int) for d in rest):  # the usual case (a dynamic batch only): [-1, known]
+        return [V(tf.reshape(cx.onnx(x), [-1 if lead else 1, int(np.prod(rest, dtype=np.int64))]))]
     if all(isinstance(d, int) for d in lead):
-        first: Any = int(cx.np.prod(lead, dtype=cx.np.int64))
-    else:
-        first = tf.reduce_prod(tf.stack([tf.cast(d, tf.int64) for d in lead]))
-    rest = dims[axis:]
-    second: Any = int(cx.np.prod(rest, dtype=cx.np.int64)) if all(isinstance(d, int) for d in rest) else -1
-    if not isinstance(first, int) and second == -1:
-        second = tf.reduce_prod(tf.stack([tf.cast(d, tf.int64) for d in rest]))
-    return [V(tf.reshape(cx.onnx(x), _as_shape(cx, [first, second])))]
+        return [V(tf.reshape(cx.onnx(x), [int(np.prod(lead, dtype=np.int64)), -1]))]
+    first = tf.reduce_prod(tf.stack([tf.cast(d, tf.int64) for d in lead]))
+    return [V(tf.reshape(cx.onnx(x), tf.stack([first, tf.constant(-1, tf.int64)])))]
 
 
 def _runtime_axes(cx: Any, ins: list[V | None]) -> Any:
