@@ -401,3 +401,24 @@ def test_light_model_matches_onnxruntime(tf, name):
     np.testing.assert_allclose(got, want, atol=1e-5 * float(np.abs(want).max()), rtol=1e-4)
     if name != "shufflenet":
         assert sum(n.op == "Transpose" for n in lowered.graph_def.node) == 1
+
+
+@pytest.mark.parametrize("scales, kernel", [((1.0, 1.0, 2.0, 3.0), "ResizeNearestNeighbor"), ((1.0, 1.0, 0.5, 0.5), None)])
+def test_default_nearest_resize_uses_the_kernel_only_where_no_rounding_tie_exists(tf, scales, kernel):
+    """ONNX's default nearest (half_pixel, round_prefer_floor) on dynamic H/W: an integer upscale has
+    no ties and runs on TF's kernel; halving meets a tie at every pixel and is gathered instead."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converter.formats.tf.lower.harness import lower_model, run
+
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(scales, np.float32), "scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    lowered = lower_model(model)
+    ops = {n.op for n in lowered.graph_def.node}
+    assert (kernel in ops) if kernel else not any(o.startswith("Resize") for o in ops)
+    for i, shape in enumerate([(1, 3, 4, 6), (2, 3, 7, 5)]):
+        x = _rand(i, *shape)
+        np.testing.assert_array_equal(run(lowered, model, [x])[0], _ort(model, {"x": x})[0])

@@ -34,6 +34,9 @@ _KERNELS = {
     ("nearest", "tf_half_pixel_for_nn", "floor"): ("nearest", False, True),
     ("nearest", "align_corners", "round_prefer_ceil"): ("nearest", True, False),
 }
+#: kernels that match only for integer upscales, where ONNX's rounding never meets a tie: (x + 0.5)/s
+#: is never a whole number plus a half (the default nearest mode, half_pixel + round_prefer_floor)
+_INTEGER_UPSCALE = {("nearest", "half_pixel", "round_prefer_floor"): ("nearest", False, True)}
 
 
 @dataclass
@@ -132,7 +135,10 @@ def _kernel_for(plan: _Resize, rank: int) -> tuple[str, bool, bool] | None:
     fed = [a for a in plan.changed() if plan.scales[a] is None and not isinstance(plan.size_out[a], int)]
     if rank != 4 or plan.antialias or any(a not in (2, 3, *fed) for a in plan.changed()):
         return None
-    kernel = _KERNELS.get((plan.mode, plan.coords, plan.nearest if plan.mode == "nearest" else None))
+    key = (plan.mode, plan.coords, plan.nearest if plan.mode == "nearest" else None)
+    kernel = _KERNELS.get(key)
+    if kernel is None and key in _INTEGER_UPSCALE and all(_integer_upscale(plan, a) for a in (2, 3)):
+        kernel = _INTEGER_UPSCALE[key]
     if kernel is None:
         return None
     for a in (2, 3):
@@ -149,6 +155,13 @@ def _kernel_for(plan: _Resize, rank: int) -> tuple[str, bool, bool] | None:
         elif s != int(s) or s < 1:
             return None  # an integer upscale has out = in * scale for every in
     return kernel
+
+
+def _integer_upscale(plan: _Resize, a: int) -> bool:
+    n, out, s = plan.size_in[a], plan.size_out[a], plan.scales[a]
+    if isinstance(s, float):
+        return s >= 1 and s == int(s)
+    return isinstance(n, int) and isinstance(out, int) and out >= n and out % n == 0
 
 
 def _run_kernel(cx: Any, x: V, plan: _Resize, kernel: tuple[str, bool, bool]) -> V:
