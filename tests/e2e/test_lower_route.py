@@ -124,6 +124,24 @@ def test_conv_net_runs_channels_last_with_no_transpose_between_convs(tmp_path, n
     assert sum(n["op"] == "Transpose" for n in nodes) <= 2  # NCHW in at the edge, ONNX order out
 
 
+def test_conv_net_with_nhwc_inputs_has_no_transpose_at_all(tmp_path):
+    """--tfjs-layout nhwc: the input is already channels-last, so the lowering adds no Transpose
+    anywhere (the global pool's [N,1,1,C] -> [N,C,1,1] is a reshape), and the layout is stated."""
+    need("torch", "onnx", "onnxruntime")
+    need_tfjs()
+    import converter
+
+    fx = CATALOG["cnn"]
+    report = converter.export(fx.builder, to="tfjs", out_dir=tmp_path / "web", inputs=list(fx.inputs),
+                              tfjs_layout="nhwc", onnx_to_tf="own")
+    assert report.verdict == "PASSED", report.parity.summary()  # TF.js fed NHWC samples, against torch's NCHW
+    notes = _onnx_to_tf_notes(report)
+    assert notes["input_layout"] == {"x": {"layout": "NHWC", "source_layout": "NCHW", "perm": [0, 2, 3, 1]}}
+    model = json.loads((tmp_path / "web" / "model.json").read_text())
+    assert not [n for n in model["modelTopology"]["node"] if n["op"] == "Transpose"]
+    assert model["userDefinedMetadata"]["convertkit"]["input_layout"] == notes["input_layout"]
+
+
 def _onnx_with(tmp_path: Path, *ops: str) -> Path:
     """x[batch,3,3] -> Relu -> each op in turn (ops onnxruntime has and the lowering may not)."""
     from onnx import TensorProto, helper, save
