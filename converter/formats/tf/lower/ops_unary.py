@@ -131,7 +131,12 @@ for _name, _fn in _UNARY.items():
 
 @op("PRelu")
 def prelu(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
-    (x, slope), perm = cx.broadcast(ins[:2])
+    slope_v = ins[1]
+    value = cx.static(slope_v)
+    if cx.opset < 7 and value is not None and value.ndim == 1 and value.size > 1 and (ins[0].rank or 0) > 2:
+        # opset 6: a per-channel slope [C] applies to axis 1 (no numpy broadcasting yet)
+        slope_v = cx.const(value.reshape((-1,) + (1,) * (ins[0].rank - 2)))
+    (x, slope), perm = cx.broadcast([ins[0], slope_v])
     tf = cx.tf
     return [V(tf.where(x < 0, x * slope, x), perm)]
 
