@@ -27,6 +27,7 @@ from .parity import int_ranges
 from .parity import inputs as feeds_mod
 from .parity import reference as reference_mod
 from .parity import samples as samples_mod
+from .parity import sizes as sizes_mod
 from .parity.validate import KnownOutputs
 from .parity.validate import run as run_outputs
 from .passes import PassSpec, parse_pass_spec
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 InputsArg = Sequence[str | TensorSpec] | None
 #: source meta: how many leading validation samples are the user's own data (in memory only)
 GIVEN = "_given_samples"
+#: source meta: (the size plans for dynamic dims, best first, the seed) when convertkit chose the sizes
+SIZES = "_size_plans"
 
 
 def load(source: Any, *, weights: str | None = None, trust_code: bool = False, signature: str | None = None,
@@ -112,24 +115,42 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
         generated, note = samples_mod.extra_samples(user_feeds, specs, max(samples, 1) - 1, seed=seed, mode=mode)
         feed_list = [user_feeds, *generated]
         notes.extend([note] if note else [])
+        plan_list: list[sizes_mod.SizePlan] = []
     else:
-        feed_list = feeds_mod.make_feeds(specs, samples=max(samples, 1), seed=seed)
-    meta = {**src.meta, "example": feed_list[0], GIVEN: 1 if user_feeds is not None else 0}
+        plan_list = sizes_mod.plans(src, specs) if feeds_mod.dynamic_names(specs) else []
+        feed_list = feeds_mod.make_feeds(specs, samples=max(samples, 1), seed=seed,
+                                         sizes=plan_list[0].sizes if plan_list else ())
+    meta = {**src.meta, "example": feed_list[0], GIVEN: 1 if user_feeds is not None else 0,
+            SIZES: (plan_list, seed)}
     return src.with_(inputs=specs, meta=meta), feed_list, notes
 
 
 def reference_checker(src: Artifact, feed_list: list[dict[str, Any]], notes: list[str], *, check: bool,
-                      atol: float | None = None, rtol: float | None = None,
-                      runner_options: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], Checker | None]:
+                      atol: float | None = None, rtol: float | None = None, runner_options: Mapping[str, Any] | None = None
+                      ) -> tuple[Artifact, list[dict[str, Any]], Checker | None]:
     """Run the source on the samples before any export (parity.reference): exit 2 when it cannot run
     them or gives NaN/Inf on the user's data; samples it gives NaN/Inf on otherwise are left out
-    (``notes`` says so). Returns the samples kept and the Checker primed with the source's outputs."""
-    ref = reference_mod.run_reference(src, feed_list, check=check, given=int(src.meta.get(GIVEN, 0)))
+    (``notes`` says so); dynamic dims convertkit sized get the next size plan where the source fails
+    (parity.sizes). Returns the source (its example: the first sample), the samples kept and the
+    Checker primed with the source's outputs."""
+    plan_list, seed = src.meta.get(SIZES) or ([], 0)
+    if len(plan_list) > 1:  # sizes convertkit chose for dynamic dims: the next plan where the source fails
+        ref, used = reference_mod.run_sized(src, feed_list, plan_list, functools.partial(
+            _sized_feeds, src.inputs, len(feed_list), seed), check=check)
+        if used is not None and used.sizes:
+            notes.append(f"dynamic dims sized to {used.label}")
+            src = src.with_(meta={**src.meta, "example": ref.feeds[0]})
+    else:
+        ref = reference_mod.run_reference(src, feed_list, check=check, given=int(src.meta.get(GIVEN, 0)))
     notes.extend(ref.notes)
     if not check:
-        return ref.feeds, None
+        return src, ref.feeds, None
     checker = Checker(src, ref.feeds, atol, rtol, dict(runner_options or {}))
-    return ref.feeds, checker.with_reference_outputs(ref.outputs)
+    return src, ref.feeds, checker.with_reference_outputs(ref.outputs)
+
+
+def _sized_feeds(specs: Sequence[TensorSpec], samples: int, seed: int, plan: sizes_mod.SizePlan) -> list[dict[str, Any]]:
+    return feeds_mod.make_feeds(specs, samples=samples, seed=seed, sizes=plan.sizes)
 
 
 def parse_inputs(inputs: InputsArg) -> tuple[TensorSpec, ...]:
@@ -228,8 +249,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
         src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples,
                                                seed=seed, samples_from=samples_from)
         src = with_output_names(src, output_names)
-        feed_list, checker = reference_checker(src, feed_list, notes, check=check, atol=atol, rtol=rtol,
-                                               runner_options=runner_options)
+        src, feed_list, checker = reference_checker(src, feed_list, notes, check=check, atol=atol, rtol=rtol,
+                                                    runner_options=runner_options)
     report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
@@ -331,8 +352,8 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
         ref = ref.with_(inputs=cand.inputs)  # e.g. TorchScript vs ONNX: take the ONNX model's specs
     ref, feed_list, notes = prepare_inputs(ref, inputs, feeds, example_inputs=example_inputs, samples=samples, seed=seed,
                                            samples_from=samples_from)
-    feed_list, checker = reference_checker(ref, feed_list, notes, check=True, atol=atol, rtol=rtol,
-                                           runner_options=runner_options)
+    ref, feed_list, checker = reference_checker(ref, feed_list, notes, check=True, atol=atol, rtol=rtol,
+                                                runner_options=runner_options)
     report = RunReport("validate", {"location": ref.meta.get("source"), "format": ref.format.name,
                                     "kind": ref.meta.get("kind")}, cand.format.name,
                        inputs=[s.to_json() for s in ref.inputs], artifact=cand.label, notes=notes)

@@ -149,8 +149,8 @@ def source_half(request: Mapping[str, Any]) -> SourceHalf:
     src, feeds, notes = api.prepare_inputs(src, request["inputs"], request["feeds"], samples=request["samples"],
                                            seed=request["seed"], samples_from=request.get("samples_from"))
     src = api.with_output_names(src, request["load"].get("output_names") or ())
-    feeds, checker = api.reference_checker(src, feeds, notes, check=request["check"], atol=request["atol"],
-                                           rtol=request["rtol"], runner_options=request["runner_options"])
+    src, feeds, checker = api.reference_checker(src, feeds, notes, check=request["check"], atol=request["atol"],
+                                                rtol=request["rtol"], runner_options=request["runner_options"])
     where = Path(request["dir"])
     record, result = run_stage(request["pipeline"], 0, src, where, where, checker=checker,
                                validate_each=request["validate_each"])

@@ -77,9 +77,11 @@ def concrete_shape(spec: TensorSpec, sizes: Mapping[str, int]) -> tuple[int, ...
                  for d in spec.shape)
 
 
-def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) -> list[dict]:
+def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0,
+               sizes: Sequence[Mapping[str, int]] = ()) -> list[dict]:
     """Seeded random feeds. Sample i gives dynamic dims the i-th entry of DYNAMIC_SIZES, so with
-    dynamic dimensions at least two sizes are exercised."""
+    dynamic dimensions at least two sizes are exercised; ``sizes[i % len(sizes)]`` overrides that
+    for the names it gives (parity.sizes: sizes the model accepts)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -87,10 +89,11 @@ def make_feeds(specs: Sequence[TensorSpec], *, samples: int = 3, seed: int = 0) 
     out = []
     for i in range(samples):
         base = DYNAMIC_SIZES[i % len(DYNAMIC_SIZES)]
-        sizes = {n: base + 2 * k for k, n in enumerate(names)}
+        chosen = {n: base + 2 * k for k, n in enumerate(names)}
+        sizes_i = {**chosen, **(sizes[i % len(sizes)] if sizes else {})}
         feeds = {}
         for s in specs:
-            shape = concrete_shape(s, sizes)
+            shape = concrete_shape(s, sizes_i)
             _check_makeable(s, shape)
             if s.dtype == "bool":
                 feeds[s.name] = rng.integers(0, 2, size=shape).astype(bool)

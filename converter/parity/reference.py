@@ -17,13 +17,14 @@ Run first because an error here is the user's, not the converter's:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import registry
 from ..core import Artifact
 from ..errors import ConvertkitError, InputError, first_line
+from .sizes import SizePlan, example_input
 from .validate import KnownOutputs
 
 CHECK_HINT = "check --input / --inputs"
@@ -123,3 +124,28 @@ def _finite_only(feeds: list[dict[str, Any]], outputs: list[dict[str, Any]], giv
         notes.append(f"sample(s) {', '.join(dropped)} left out of validation: the source model itself gives "
                      f"NaN/Inf there (a domain the sample missed, not a conversion error)")
     return Reference(keep_feeds, keep_outs, notes)
+
+
+def run_sized(src: Artifact, feeds: Sequence[Mapping[str, Any]], plans: Sequence[SizePlan],
+              remake: Callable[[SizePlan], list[dict[str, Any]]], *, check: bool = True
+              ) -> tuple[Reference, SizePlan | None]:
+    """:func:`run_reference` on ``feeds`` (made with ``plans[0]``), then on the feeds of each next
+    plan while the source cannot run them (parity.sizes). Returns the reference and the plan used
+    (None: only one plan). When none works: exit 2 naming the inputs and dims to give."""
+    if len(plans) < 2:
+        return run_reference(src, feeds, check=check), None
+    errors = []
+    for i, plan in enumerate(plans):
+        try:
+            return run_reference(src, feeds if i == 0 else remake(plan), check=check), plan
+        except InputError as exc:
+            if not str(exc).startswith("the source model does not run"):
+                raise
+            errors.append(exc)
+    names = [d for s in src.inputs for d in (s.shape or ()) if isinstance(d, str)]
+    carrying = ", ".join(f"{s.name}{s.shape_str()}" for s in src.inputs if s.is_dynamic)
+    why = _why(errors[0].__cause__) if errors[0].__cause__ is not None else errors[0].message
+    raise InputError(f"the source model does not run at any sizes convertkit tried for the dynamic dims of "
+                     f"{carrying} ({'; '.join(p.label for p in plans)}): {why}",
+                     hint=f"give the sizes it takes with --input, e.g. "
+                          f"{example_input(src.inputs, list(dict.fromkeys(names)), plans)}") from errors[0]

@@ -326,3 +326,69 @@ def test_odd_onnx_dims_and_types_exit_0_or_2_never_4(tmp_path, case):
         assert _report(tmp_path / "out")["verdict"] == "PASSED"
     else:
         assert text in _one_error_line(r, code)
+
+
+# -- sizes the model accepts --------------------------------------------------------------------------
+
+
+def _detector(path: Path, *, anchors: int | None = None, meta: dict | None = None) -> Path:
+    """Two stride-2 convs, the deeper one upsampled x2 and added to the first: H and W must be
+    multiples of 4. With ``anchors``, a head multiplies by a fixed [anchors, anchors] grid: one size only."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, "oh", "ow"])
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Resize", ["c2", "", "scales"], ["up"], mode="nearest"),
+             helper.make_node("Add", ["up", "c1"], ["y" if anchors is None else "f"])]
+    if anchors is not None:
+        inits.append(numpy_helper.from_array(rng.standard_normal((1, 4, anchors, anchors)).astype(np.float32), "grid"))
+        nodes.append(helper.make_node("Mul", ["f", "grid"], ["y"]))
+    model = helper.make_model(helper.make_graph(nodes, "detector", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    if meta:
+        helper.set_model_props(model, meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_dynamic_hw_sized_as_multiples_of_the_total_stride(tmp_path):
+    need("onnx", "onnxruntime")
+    r = convertkit("optimize", _detector(tmp_path / "det.onnx"), "-p", "simplify", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED" and report["parity"]["samples"] == 3
+    assert ("dynamic dims sized to multiples of 4, the total stride of the graph's Conv/pooling nodes (h, w)"
+            in report["notes"])
+
+
+def test_sizes_from_the_models_metadata(tmp_path):
+    need("onnx", "onnxruntime")
+    src = _detector(tmp_path / "anchors.onnx", anchors=20, meta={"imgsz": "[40, 40]"})
+    r = convertkit("optimize", src, "-p", "simplify", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED"
+    assert "dynamic dims sized to the sizes in the model's metadata (h=40, w=40)" in report["notes"]
+
+
+def test_no_size_works_exits_2_naming_the_input_to_give(tmp_path):
+    need("onnx", "onnxruntime")
+    src = _detector(tmp_path / "anchors.onnx", anchors=20)
+    line = _one_error_line(convertkit("optimize", src, "-p", "simplify", "-o", tmp_path / "out"), 2)
+    assert line.startswith("convertkit: error: the source model does not run at any sizes convertkit tried for "
+                           "the dynamic dims of x[batch,3,h,w] (multiples of 4, the total stride of the graph's "
+                           "Conv/pooling nodes (h, w); the small default sizes): onnxruntime failed running")
+    assert "Attempting to broadcast an axis by a dimension other than 1" in line
+    assert line.endswith("(give the sizes it takes with --input, e.g. --input x:1,3,40,40)")
+    r = convertkit("optimize", src, "-p", "simplify", "-i", "x:batch,3,40,40", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert _report(tmp_path / "out")["verdict"] == "PASSED"
