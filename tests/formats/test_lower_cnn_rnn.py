@@ -172,6 +172,7 @@ def test_conv_fixture_runs_channels_last_with_a_dynamic_batch(tf, tmp_path, fixt
     assert len(_conv_ops(gd)) >= 2
     assert _transposes_between_convs(gd) == []
     ops = {n.op for n in gd.node}
+    assert not ops & {"Pad", "PadV2"}  # stride-2 pads that "SAME" does not make go inside the conv
     if fixture == "dwcnn":
         assert "DepthwiseConv2dNative" in ops  # depthwise convs on TF's (and TF.js's) own kernel
 

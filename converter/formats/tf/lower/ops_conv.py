@@ -73,7 +73,7 @@ def conv(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
         # is written out with its holes instead
         weight = _dilate(cx, weight, m, win2.dilations)
         win2 = spatial.Window(win2.effective, win2.strides, (1,) * len(win2.kernel))
-    padding = "SAME" if not spatial.is_zero(p) and spatial.same_upper(size, win, p) else "VALID"
+    padding = _padding(cx, xp, size, win, win2, p, p2)
     if padding == "VALID":
         xp = spatial.pad(cx, xp, p2)
     y = _grouped(cx, node, xp, weight, m, win2, padding)
@@ -81,6 +81,19 @@ def conv(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     if n == 1:
         y = cx.tf.squeeze(y, 1)
     return [V(y, channels_last(r))]
+
+
+def _padding(cx: Any, x: Any, size: list, win: spatial.Window, win2: spatial.Window, p: list, p2: list) -> Any:
+    """TF's padding for these pads: "SAME" where it is that, else explicit pads inside the 2-D conv
+    (Conv2D and DepthwiseConv2dNative take them, in TF and TF.js: no Pad op), else "VALID" after a Pad."""
+    if spatial.is_zero(p):
+        return "VALID"
+    if spatial.same_upper(size, win, p):
+        return "SAME"
+    static = all(isinstance(v, int) for pair in p2 for v in pair)
+    if static and len(win2.kernel) == 2 and all(d == 1 for d in win2.dilations):
+        return [[0, 0], *([b, e] for b, e in p2), [0, 0]]
+    return "VALID"
 
 
 @op("ConvInteger", since=10)
