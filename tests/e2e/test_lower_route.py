@@ -216,3 +216,21 @@ def test_gemm_with_transposed_weights_is_right_in_tfjs_wasm(tmp_path, weights):
     feeds = {"a": a, "w": w} if weights == "input" else {"a": a}
     got = _tfjs(tmp_path / "web", feeds)["y"]
     np.testing.assert_allclose(got, np.maximum(a @ w.T + c, 0), atol=1e-4, rtol=1e-3)
+
+
+def test_the_lowered_graph_is_what_tfjs_writes_as_it_is(tmp_path):
+    """The lowering's frozen graph (placeholders with None for dynamic dims, outputs named as in ONNX)
+    is what tf->tfjs converts, without tracing it again."""
+    need("torch", "onnx", "onnxruntime", "tensorflow")
+    import converter
+    from converter.deps import require
+    from converter.formats.tf.from_onnx import OnnxToTf
+    from converter.formats.tfjs.from_tf import as_written
+
+    fx = CATALOG["tokens"]
+    converter.export(fx.builder, to="onnx", out_dir=tmp_path / "onnx", inputs=list(fx.inputs), check=False)
+    (tmp_path / "tf").mkdir()
+    art = OnnxToTf(onnx_to_tf="own").run(converter.load(str(tmp_path / "onnx" / "model.onnx")), tmp_path / "tf")
+    assert art.meta["converter"] == LOWERING and art.inputs[0].shape == ("batch", "seq")
+    graph_def = as_written(art, require("tensorflow"))
+    assert graph_def is not None and not graph_def.library.function
