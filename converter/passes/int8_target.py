@@ -84,6 +84,9 @@ def numerics_note(target: Target, features: Mapping[str, Any], saturation_free: 
     differently; None when they compute them the same."""
     if saturation_free:
         return None  # exact integer products on every CPU: what was validated here holds everywhere
+    if target.exact_on == "any":
+        return (f"target {target.name}, yet some int8 GEMM weights use the full 8-bit range: those products "
+                "saturate on AVX2 / AVX-512-without-VNNI CPUs (see saturation_free and worst_tensor)")
     if saturates_here(features):
         return (f"validated on a CPU without VNNI, whose int8 kernels saturate 8-bit weights; on the target "
                 f"({target.exact_on}) the products are exact, so the numbers there differ from these")
@@ -110,6 +113,8 @@ class Saturation:
 #: op -> (index of the quantized weight, index of its zero point) for the integer GEMMs onnxruntime runs
 _GEMMS = {"MatMulInteger": (1, 3), "ConvInteger": (1, 3), "QLinearMatMul": (3, 5), "QLinearConv": (3, 5),
           "DynamicQuantizeMatMul": (1, 3)}
+#: float ops whose QDQ-wrapped weights onnxruntime runs as integer GEMMs (QLinearMatMul, QLinearConv, ...)
+_QDQ_GEMMS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 
 
 def saturation(model: Any) -> Saturation:
@@ -119,13 +124,15 @@ def saturation(model: Any) -> Saturation:
     from onnx import numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
+    gemm_inputs = {i for n in model.graph.node if n.op_type in _QDQ_GEMMS for i in n.input[:2]}
     weights: list[tuple[str, str | None]] = []
     for node in model.graph.node:
         idx = _GEMMS.get(node.op_type)
         if idx is not None and len(node.input) > idx[0]:
             w, zp = node.input[idx[0]], node.input[idx[1]] if len(node.input) > idx[1] else None
             weights.append((w, zp or None))
-        elif node.op_type == "DequantizeLinear" and node.input[0] in inits:  # QDQ: constant weights only
+        elif (node.op_type == "DequantizeLinear" and node.input[0] in inits  # QDQ: a constant weight ...
+              and node.output[0] in gemm_inputs):  # ... that a GEMM reads (an Add's or Mul's constant is no GEMM)
             weights.append((node.input[0], node.input[2] if len(node.input) > 2 and node.input[2] else None))
     n8 = n_u8 = 0
     worst, worst_name = 0, None
