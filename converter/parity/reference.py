@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import registry
 from ..core import Artifact
-from ..errors import ConvertkitError, InputError, first_line
+from ..errors import ConvertkitError, InputError, MissingDependencyError, first_line
 from .sizes import SizePlan, example_input
 from .validate import KnownOutputs
 
@@ -68,6 +68,8 @@ def _why(exc: BaseException) -> str:
 def _first(runner: Any, feed: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return runner.infer(feed)
+    except MissingDependencyError:
+        raise  # a runtime that is not installed says so itself
     except Exception as exc:  # whatever the framework raises: the inputs do not fit the model
         raise InputError(f"the source model does not run on these inputs: {_why(exc)}",
                          hint=f"{CHECK_HINT}; it was given {_shapes(feed)}") from exc
@@ -77,6 +79,8 @@ def _other(runner: Any, feed: Mapping[str, Any], i: int, src: Artifact) -> dict[
     """A generated sample the source cannot run: the sizes convertkit chose for dynamic dims."""
     try:
         return runner.infer(feed)
+    except MissingDependencyError:
+        raise
     except Exception as exc:
         dynamic = [s for s in src.inputs if s.is_dynamic and s.name in feed]
         example = " ".join(f"--input {s.name}:{','.join(map(str, feed[s.name].shape))}" for s in dynamic) or \

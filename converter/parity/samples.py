@@ -50,7 +50,8 @@ def extra_samples(data: Mapping[str, Any], specs: Sequence[TensorSpec], count: i
     they were made (None when there are none)."""
     if count <= 0:
         return [], None
-    random = make_feeds(specs, samples=count + 1, seed=seed)[1:]
+    # only the modes that use them: a string input has data but no random samples
+    random = make_feeds(specs, samples=count + 1, seed=seed)[1:] if mode != "data" else []
     if mode == "random":
         return random, f"sample 0 is the given data; samples 1-{count} are seeded random (--samples-from random)"
     import numpy as np
