@@ -423,3 +423,40 @@ def test_default_nearest_resize_uses_the_kernel_only_where_no_rounding_tie_exist
     for i, shape in enumerate([(1, 3, 4, 6), (2, 3, 7, 5)]):
         x = _rand(i, *shape)
         np.testing.assert_array_equal(run(lowered, model, [x])[0], _ort(model, {"x": x})[0])
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_bidirectional_rnn_with_sequence_lens_and_initial_state_matches_onnxruntime(tf, kind):
+    """Both directions over sequences of different lengths (the reverse one starts at each sequence's
+    own last step; steps past the end give zeros and keep the state), with initial states, clip and
+    GRU's linear_before_reset, on a dynamic time axis and batch."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converter.formats.tf.lower.harness import lower_model, run
+
+    hidden, size, gates = 5, 3, {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
+    rng = np.random.default_rng(5)
+    inits = {"W": rng.standard_normal((2, gates * hidden, size)), "R": rng.standard_normal((2, gates * hidden, hidden)),
+             "B": rng.standard_normal((2, 2 * gates * hidden)) * 0.1}
+    names = ["x", "W", "R", "B", "lens", "h0"] + (["c0"] if kind == "LSTM" else [])
+    attrs = {"hidden_size": hidden, "direction": "bidirectional", "clip": 2.5}
+    if kind == "GRU":
+        attrs["linear_before_reset"] = 1
+    outs = ["Y", "Y_h"] + (["Y_c"] if kind == "LSTM" else [])
+    node = helper.make_node(kind, names, outs, **attrs)
+    vi = helper.make_tensor_value_info
+    ins = [vi("x", TensorProto.FLOAT, ["t", "b", size]), vi("lens", TensorProto.INT32, ["b"]),
+           vi("h0", TensorProto.FLOAT, [2, "b", hidden])] + ([vi("c0", TensorProto.FLOAT, [2, "b", hidden])]
+                                                              if kind == "LSTM" else [])
+    graph = helper.make_graph([node], "g", ins, [vi(o, TensorProto.FLOAT, None) for o in outs],
+                              [numpy_helper.from_array(a.astype(np.float32), n) for n, a in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    lowered = lower_model(model)
+    for steps, lens in ((6, [6, 2, 4]), (3, [1, 3])):
+        batch = len(lens)
+        feeds = {"x": _rand(steps, steps, batch, size), "lens": np.asarray(lens, np.int32),
+                 "h0": _rand(1, 2, batch, hidden)}
+        if kind == "LSTM":
+            feeds["c0"] = _rand(2, 2, batch, hidden)
+        for g, w in zip(run(lowered, model, feeds), _ort(model, feeds)):
+            np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-4)
