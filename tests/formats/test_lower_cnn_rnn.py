@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import need
 
 #: conformance cases of the ops these handlers own (case-name prefixes)
-PREFIXES = ("test_conv", "test_basic_conv", "test_convtranspose", "test_maxpool", "test_averagepool",
+PREFIXES = ("test_conv", "test_basic_conv", "test_qlinearconv", "test_convtranspose", "test_maxpool", "test_averagepool",
             "test_globalaveragepool", "test_globalmaxpool", "test_lppool", "test_batchnorm", "test_instancenorm",
             "test_lrn", "test_group_normalization", "test_mvn", "test_resize", "test_upsample", "test_depthtospace",
             "test_spacetodepth", "test_lstm", "test_gru", "test_rnn", "test_simple_rnn")

@@ -115,6 +115,27 @@ def conv_integer(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     return [V(tf.cast(tf.round(y.t), tf.int32), y.perm)]
 
 
+@op("QLinearConv", since=10)
+def qlinear_conv(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """QLinearConv as ONNX defines it: the integer conv of the zero-point-shifted inputs (ConvInteger's
+    float32 conv) plus the int32 bias, scaled by x_scale * w_scale / y_scale (per output channel where
+    w_scale is), rounded half to even, shifted by y_zero_point and saturated to y's type."""
+    tf = cx.tf
+    x, xs, xz, w, ws, wz, ys, yz = (list(ins) + [None] * 9)[:8]
+    bias = ins[8] if len(ins) > 8 else None
+    acc = conv_integer(cx, node, [x, w, xz, wz])[0]
+    total = tf.cast(acc.t, tf.float32)
+    if bias is not None:
+        total = total + tf.cast(cx.onnx(bias), tf.float32)  # channels-last: the bias runs along the last axis
+    scale = tf.cast(cx.onnx(xs), tf.float32) * tf.reshape(tf.cast(cx.onnx(ws), tf.float32), [-1])
+    y = tf.round(total * (scale / tf.cast(cx.onnx(ys), tf.float32)))
+    out = tf.as_dtype(cx.static(yz).dtype) if yz is not None and cx.static(yz) is not None else (
+        cx.onnx(yz).dtype if yz is not None else tf.uint8)
+    if yz is not None:
+        y = y + tf.cast(cx.onnx(yz), tf.float32)
+    return [V(tf.cast(tf.clip_by_value(y, out.min, out.max), out), acc.perm)]
+
+
 def _grouped(cx: Any, node: Any, x: Any, weight: Any, m: Any, win: spatial.Window, padding: str) -> Any:
     """The convolution of x (channels-last, padded) with an ONNX-ordered weight (M, C/group, k...)."""
     tf = cx.tf
