@@ -265,3 +265,25 @@ def max_unpool(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
         extra = tf.cast(cx.onnx(wanted), tf.int64) - inferred
         out = tf.pad(out, tf.stack([tf.zeros_like(extra), extra], axis=1))
     return [V(out)]
+
+
+@op("CenterCropPad", since=18)
+def center_crop_pad(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Each listed axis cropped (centred, the extra element at the end) or zero-padded (likewise) to
+    its target size, on the physical axes: the layout stays. Sizes may be known only at run time."""
+    tf = cx.tf
+    x = ins[0]
+    rank = x.rank
+    target = tf.cast(tf.reshape(cx.onnx(ins[1]), [-1]), tf.int32)
+    axes = cx.attr(node, "axes", None) or list(range(rank))
+    dims = tf.shape(x.t)
+    begin, size, pads = [0] * rank, [-1] * rank, [[0, 0] for _ in range(rank)]
+    for i, a in enumerate(axes):
+        p = cx.axis(x, a)
+        dim, want = dims[p], target[i]
+        begin[p] = tf.maximum(dim - want, 0) // 2
+        size[p] = tf.minimum(dim, want)
+        grow = tf.maximum(want - dim, 0)
+        pads[p] = [grow // 2, grow - grow // 2]
+    out = tf.slice(x.t, tf.stack(begin), tf.stack(size))
+    return [V(tf.pad(out, tf.stack([tf.stack(p) for p in pads])), x.perm)]
