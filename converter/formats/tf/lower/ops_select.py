@@ -148,3 +148,64 @@ def _lexicographic(cx: Any, node: Any, keys: Any, n: Any) -> Any:
         _, step = tf.math.top_k(-tf.gather(keys[:, j], order), n)
         order = tf.gather(order, step)
     return order
+
+
+def _sample_axis(cx: Any, pos: Any, size: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """Bilinear taps along one axis as RoiAlign takes them (ONNX's reference): positions outside
+    [-1, size] count nothing, others clamp into the map. -> (low, high, low weight, high weight, valid)."""
+    tf = cx.tf
+    size_f = tf.cast(size, pos.dtype)
+    valid = (pos >= -1.0) & (pos <= size_f)
+    pos = tf.maximum(pos, 0.0)
+    low = tf.floor(pos)
+    edge = low >= size_f - 1
+    low = tf.where(edge, size_f - 1, low)
+    high = tf.where(edge, size_f - 1, low + 1)
+    frac = tf.where(edge, tf.zeros_like(pos), pos - low)
+    return tf.cast(low, tf.int32), tf.cast(high, tf.int32), 1.0 - frac, frac, valid
+
+
+@op("RoiAlign", since=10)
+def roi_align(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Per ROI, ``sampling_ratio``^2 bilinear samples per output bin (a GatherNd per corner over the
+    channels-last map), averaged or max-ed per bin; the output stays channels-last."""
+    from .values import channels_last
+
+    tf = cx.tf
+    feat = cx.physical(ins[0], channels_last(4))  # [N, H, W, C]
+    rois, batch = cx.onnx(ins[1]), tf.cast(cx.onnx(ins[2]), tf.int32)
+    s = int(cx.attr(node, "sampling_ratio", 0))
+    if s <= 0:
+        cx.fail(node, "sampling_ratio 0 (a grid that depends on each ROI's size) is not supported")
+    oh, ow = int(cx.attr(node, "output_height", 1)), int(cx.attr(node, "output_width", 1))
+    scale = float(cx.attr(node, "spatial_scale", 1.0))
+    half = cx.opset >= 16 and cx.attr(node, "coordinate_transformation_mode", "half_pixel") == "half_pixel"
+    box = rois * scale - (0.5 if half else 0.0)
+    start = [box[:, 1], box[:, 0]]  # y, x
+    extent = [box[:, 3] - box[:, 1], box[:, 2] - box[:, 0]]
+    if not half:  # malformed ROIs are forced to 1x1
+        extent = [tf.maximum(e, 1.0) for e in extent]
+    shape = tf.shape(feat)
+    taps = []
+    for axis, n in enumerate((oh, ow)):
+        grid = tf.constant([p + (i + 0.5) / s for p in range(n) for i in range(s)], rois.dtype)
+        pos = start[axis][:, None] + grid[None, :] * (extent[axis] / n)[:, None]  # [R, n*s]
+        taps.append(_sample_axis(cx, pos, shape[1 + axis]))
+    (y0, y1, wy0, wy1, vy), (x0, x1, wx0, wx1, vx) = taps
+    valid = tf.cast(vy[:, :, None] & vx[:, None, :], feat.dtype)
+    rows, cols = tf.shape(y0)[1], tf.shape(x0)[1]
+    b = tf.broadcast_to(batch[:, None, None], [tf.shape(batch)[0], rows, cols])
+    terms = []
+    for yi, wy in ((y0, wy0), (y1, wy1)):
+        for xi, wx in ((x0, wx0), (x1, wx1)):
+            idx = tf.stack([b, tf.broadcast_to(yi[:, :, None], tf.shape(b)),
+                            tf.broadcast_to(xi[:, None, :], tf.shape(b))], axis=-1)
+            weight = (wy[:, :, None] * wx[:, None, :] * valid)[..., None]
+            terms.append(weight * tf.gather_nd(feat, idx))  # [R, oh*s, ow*s, C]
+    per_bin = [-1, oh, s, ow, s, shape[3]]
+    if cx.attr(node, "mode", "avg") == "max":
+        samples = tf.reduce_max(tf.stack(terms), axis=0)
+        out = tf.reduce_max(tf.reshape(samples, per_bin), axis=[2, 4])
+    else:
+        out = tf.reduce_mean(tf.reshape(tf.add_n(terms), per_bin), axis=[2, 4])
+    return [V(out, channels_last(4))]
