@@ -211,8 +211,11 @@ def _tf(src: Artifact, specs: Sequence[TensorSpec]) -> dict[str, IntRange]:
         graph = tf.Graph()
         with graph.as_default():
             tf.compat.v1.import_graph_def(obj, name="")
-    else:
-        graph = obj.signatures[src.meta.get("signature") or "serving_default"].graph
+    else:  # a signature calls the model's functions: frozen, they are inlined, variables become constants
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        fn = obj.signatures[src.meta.get("signature") or "serving_default"]
+        graph = convert_variables_to_constants_v2(fn).graph
     return tf_ranges(graph, [s.name for s in specs])
 
 
@@ -259,12 +262,14 @@ def _handle_shape(handle: Any) -> list[int] | None:
     for consumer in handle.consumers():
         if consumer.type == "ReadVariableOp" and consumer.outputs[0].shape.rank:
             return consumer.outputs[0].shape.as_list()
-    shapes = getattr(handle, "_handle_data", None)
-    try:
-        dims = shapes.shape_and_type[0].shape.dim  # type: ignore[union-attr]
-        return [int(d.size) for d in dims]
-    except (AttributeError, IndexError):
+    try:  # a captured variable: its shape rides on the resource handle (TF's own helper reads it)
+        from tensorflow.python.ops import handle_data_util
+
+        data = handle_data_util.get_resource_handle_data(handle)
+        dims = [int(d.size) for d in data.shape_and_type[0].shape.dim]
+    except Exception:
         return None
+    return dims if dims and all(d > 0 for d in dims) else None
 
 
 def _const_int(t: Any) -> int | None:

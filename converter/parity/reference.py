@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import registry
 from ..core import Artifact
-from ..errors import ConvertkitError, InputError, MissingDependencyError, first_line
+from ..errors import ConvertkitError, InputError, MissingDependencyError
 from .sizes import SizePlan, example_input
 from .validate import KnownOutputs
 
@@ -59,10 +59,24 @@ def _shapes(feed: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}[{','.join(map(str, v.shape))}] {v.dtype}" for k, v in feed.items())
 
 
+_NOISE = ("Detected at node", "<stack trace", "File ", "[[", "Graph execution error", "Traceback", "Stack trace")
+
+
 def _why(exc: BaseException) -> str:
+    """The runtime's error on one line. TensorFlow puts the reason below a header ("Graph execution
+    error:") and a stack: the first line that is neither is kept."""
     if isinstance(exc, ConvertkitError):
-        return exc.message
-    return first_line(exc, join_lines=True, with_type=True, limit=300)
+        msg = exc.message
+        if msg.rstrip().endswith(":") and exc.__cause__ is not None:
+            msg = f"{msg.rstrip()} {_reason(exc.__cause__)}"
+        return msg
+    return f"{type(exc).__name__}: {_reason(exc)}"
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(getattr(exc, "message", None) or exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(_NOISE)]
+    return " ".join((useful or lines or [type(exc).__name__])[0].split())[:300]
 
 
 def _first(runner: Any, feed: Mapping[str, Any]) -> dict[str, Any]:

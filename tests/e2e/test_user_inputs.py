@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, convertkit, need
@@ -392,3 +393,73 @@ def test_no_size_works_exits_2_naming_the_input_to_give(tmp_path):
     r = convertkit("optimize", src, "-p", "simplify", "-i", "x:batch,3,40,40", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert _report(tmp_path / "out")["verdict"] == "PASSED"
+
+
+def _tf_sources(tmp_path: Path) -> dict[str, Path]:
+    """The same 4-feature Dense layer as a Keras 3 .keras file, a TF SavedModel and a frozen graph."""
+    from converter.deps import require
+    from converter.formats.keras.source import keras_module
+
+    tf = require("tensorflow")
+    keras = keras_module("keras")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3)])
+    model.save(tmp_path / "dense.keras")
+    w = tf.constant(np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32))
+
+    class Dense(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def __call__(self, x):
+            return {"y": tf.matmul(x, w)}
+
+    module = Dense()
+    tf.saved_model.save(module, str(tmp_path / "saved"), signatures=module.__call__)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(module.__call__.get_concrete_function())
+    graph_def = frozen.graph.as_graph_def()
+    (tmp_path / "frozen.pb").write_bytes(graph_def.SerializeToString())
+    return {"keras": tmp_path / "dense.keras", "saved_model": tmp_path / "saved", "frozen_graph": tmp_path / "frozen.pb"}
+
+
+def test_input_the_tf_and_keras_sources_cannot_run_exits_2(tmp_path):
+    need("tensorflow", "keras", "tf2onnx", "onnxruntime")
+
+    sources = _tf_sources(tmp_path)
+    for kind, src in sources.items():
+        extra = ("--output-names", "Identity:0") if kind == "frozen_graph" else ()
+        out = tmp_path / f"out_{kind}"
+        line = _one_error_line(convertkit("export", src, "-i", "x:1,5", *extra, "-o", out), 2)
+        assert line.startswith("convertkit: error: the source model does not run on these inputs: "), (kind, line)
+        assert line.endswith("(check --input / --inputs; it was given x[1,5] float32)"), (kind, line)
+        assert not out.exists()
+
+
+def test_tf_saved_model_ids_into_a_3_row_table_get_its_range(tmp_path):
+    """Ids in 0..10 would be out of range for TF's gather ('indices[..] = 7 is not in [0, 3)')."""
+    need("tensorflow", "tf2onnx", "onnxruntime")
+    from converter.deps import require
+
+    tf = require("tensorflow")
+
+    class Lookup(tf.Module):
+        def __init__(self):
+            self.table = tf.Variable(np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.int64, name="ids")])
+        def __call__(self, ids):
+            return {"y": tf.reduce_mean(tf.gather(self.table, ids), axis=1)}
+
+    module = Lookup()
+    tf.saved_model.save(module, str(tmp_path / "saved"), signatures=module.__call__)
+    r = convertkit("export", tmp_path / "saved", "--to", "onnx", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED" and report["inputs"][0]["int_range"] == [0, 3]
+    assert any(n.startswith("input 'ids' sampled in 0..3 (inferred: GatherV2 '") and n.endswith("a table of 3 rows)")
+               for n in report["notes"])
+    # a range given with --input wins; out of the table, TensorFlow's reason is shown on the one line
+    line = _one_error_line(convertkit("export", tmp_path / "saved", "--to", "onnx", "-i", "ids:2,6:int64:3..10",
+                                      "-o", tmp_path / "out2"), 2)
+    assert line.startswith("convertkit: error: the source model does not run on these inputs: ")
+    assert "is not in [0, 3)" in line

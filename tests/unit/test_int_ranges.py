@@ -92,3 +92,32 @@ def test_keras_float_input_into_embedding(library):
     found = inferred(src, [TensorSpec("tok", (None, 6), "float32"), TensorSpec("ids", (None, 6), "int32")])
     assert {n: (r.low, r.high) for n, r in found.items()} == {"tok": (0, 300), "ids": (0, 20)}
     assert found["tok"].why.startswith("Embedding '") and found["tok"].why.endswith("of 300 rows")
+
+
+def test_tf_signature_and_frozen_graph_gather_onehot_and_cast_float():
+    need("tensorflow")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from converter.core import TensorSpec
+    from converter.deps import require
+    from converter.parity.int_ranges import tf_ranges
+
+    tf = require("tensorflow")
+    table = tf.Variable(np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32))
+    small = tf.constant(np.ones((6, 4), np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.int32, name="ids"),
+                                  tf.TensorSpec([None], tf.float32, name="bucket"),
+                                  tf.TensorSpec([None], tf.int64, name="cls"),
+                                  tf.TensorSpec([None], tf.int64, name="other")])
+    def fn(ids, bucket, cls, other):
+        a = tf.gather(table, tf.reshape(ids, [-1]))
+        b = tf.gather(small, tf.expand_dims(tf.cast(bucket, tf.int32), 1))
+        return tf.reduce_sum(a) + tf.reduce_sum(b) + tf.reduce_sum(tf.one_hot(cls, 9)) + tf.cast(other[0], tf.float32)
+
+    concrete = fn.get_concrete_function()
+    names = ["ids", "bucket", "cls", "other"]
+    for graph in (concrete.graph, convert_variables_to_constants_v2(concrete).graph):
+        found = tf_ranges(graph, names)
+        assert {k: (r.low, r.high) for k, r in found.items()} == {"ids": (0, 40), "bucket": (0, 6), "cls": (0, 9)}
+    assert TensorSpec  # the specs' names are the placeholders' names
