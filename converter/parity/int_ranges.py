@@ -9,7 +9,8 @@ bounds it. ``--input NAME:DIMS:DTYPE:LOW..HIGH`` still wins over what is inferre
 Per source format: ONNX, a walk over the graph (Gather, OneHot, com.microsoft
 EmbedLayerNormalization); Keras, the Embedding layers an Input reaches through shape-only
 layers; TensorFlow (SavedModel signature or frozen graph), a walk over the graph (GatherV2,
-ResourceGather, OneHot); PyTorch, the smallest ``nn.Embedding`` for integer inputs (the module has
+ResourceGather, OneHot; a SavedModel's integer inputs only, as its signature is frozen for the walk);
+PyTorch, the smallest ``nn.Embedding`` for integer inputs (the module has
 no graph before export). Other formats (Hugging Face: ranges from its config; TF.js) infer nothing
 here. Inference never fails a run: a model it cannot read gets no inferred range.
 """
@@ -213,6 +214,9 @@ def _tf(src: Artifact, specs: Sequence[TensorSpec]) -> dict[str, IntRange]:
             tf.compat.v1.import_graph_def(obj, name="")
     else:  # a signature calls the model's functions: frozen, they are inlined, variables become constants
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        if not any(s.dtype.startswith(("int", "uint")) for s in specs):
+            return {}  # freezing costs a copy of the weights: only for models that take integers
 
         fn = obj.signatures[src.meta.get("signature") or "serving_default"]
         graph = convert_variables_to_constants_v2(fn).graph
