@@ -17,7 +17,8 @@ EXIT_CODES = """\b
 Exit codes:
   0  converted and validated (or validated, for `validate`)
   1  parity failed: the model was written for inspection, the report says FAILED
-  2  usage or bad input (missing/corrupt file, bad --input, missing dependency)
+  2  usage or bad input (missing/corrupt file, bad --input, missing dependency,
+     inputs the source model itself cannot run, an -o that cannot be written)
   3  conversion failed (converter error, unsupported op, a result the converter's
      own check found wrong: the hop and first diverging node are named)
   4  internal error in convertkit (a bug: the traceback is shown)"""
