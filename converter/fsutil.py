@@ -126,7 +126,8 @@ def owned_tempdir(dest: Path, kind: str) -> Path:
         (tmp / OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
         inner(tmp).mkdir()
     except OSError as exc:
-        raise _unwritable(dest, exc.strerror or type(exc).__name__) from exc
+        where = Path(exc.filename).parent if exc.filename else dest.parent
+        raise _unwritable(dest, f"no directory can be made in {where} ({exc.strerror or type(exc).__name__})") from exc
     return tmp
 
 

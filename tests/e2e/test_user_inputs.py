@@ -46,12 +46,13 @@ def _one_error_line(r: subprocess.CompletedProcess, code: int) -> str:
 # -- OUTDIR that cannot be written ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["proc", "under_a_file"])
+@pytest.mark.parametrize("where", ["proc", "under_proc", "under_a_file"])
 def test_outdir_whose_parent_cannot_be_made_exits_2(tmp_path, where):
     need("onnx", "onnxruntime")
     src = _mlp(tmp_path / "m.onnx")
     (tmp_path / "a_file").write_text("x")
-    out = Path("/proc/convertkit-nope/out") if where == "proc" else tmp_path / "a_file" / "out"
+    out = {"proc": Path("/proc/somewhere"), "under_proc": Path("/proc/convertkit-nope/out"),
+           "under_a_file": tmp_path / "a_file" / "out"}[where]
     line = _one_error_line(convertkit("optimize", src, "-p", "simplify", "-o", out), 2)
     assert f"cannot write the output directory {out}" in line and "give -o a path" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "m.onnx"]
