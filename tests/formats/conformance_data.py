@@ -85,6 +85,9 @@ TFJS_SAMPLE: tuple[str, ...] = (
     "test_scatternd_max", "test_scatter_elements_with_reduction_max", "test_onehot_with_axis",
     "test_triu", "test_top_k_same_values_2d", "test_nonzero_example", "test_nonmaxsuppression_single_box",
     "test_compress_default_axis", "test_eyelike_with_dtype", "test_unique_sorted_with_axis_3d",
+    "test_roialign_aligned_true", "test_center_crop_pad_crop_and_pad", "test_tensorscatter_circular",
+    "test_reversesequence_batch", "test_maxunpool_export_with_output_shape", "test_l2normalization_axis_0",
+    "test_hannwindow_symmetric", "test_quantizelinear_axis", "test_dequantizelinear_axis",
     # CNN
     "test_Conv2d_no_bias", "test_convtranspose_dilations", "test_maxpool_2d_pads", "test_averagepool_2d_precomputed_pads",
     "test_BatchNorm3d_momentum_eval", "test_instancenorm_example", "test_resize_tf_crop_and_resize_extrapolation_value",
