@@ -287,3 +287,30 @@ def center_crop_pad(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
         pads[p] = [grow // 2, grow - grow // 2]
     out = tf.slice(x.t, tf.stack(begin), tf.stack(size))
     return [V(tf.pad(out, tf.stack([tf.stack(p) for p in pads])), x.perm)]
+
+
+@op("AffineGrid", since=20)
+def affine_grid(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Sampling grid [N, *spatial, k] = theta [N, k, k+1] applied to the homogeneous coordinates
+    (x, y[, z], 1) of a regular grid in [-1, 1] (x along the last axis), sizes known at run time."""
+    tf = cx.tf
+    theta, size = cx.onnx(ins[0]), tf.cast(tf.reshape(cx.onnx(ins[1]), [-1]), tf.int32)
+    k = theta.shape[1]
+    if k not in (2, 3):
+        cx.fail(node, f"theta of shape {theta.shape} (2-D and 3-D grids are supported)")
+    spatial = [size[2 + j] for j in range(k)]
+    align = bool(cx.attr(node, "align_corners", 0))
+    axes = []
+    for j, n in enumerate(spatial):
+        i, n_f = tf.cast(tf.range(n), theta.dtype), tf.cast(n, theta.dtype)
+        c = -1.0 + 2.0 * i / (n_f - 1.0) if align else -1.0 + (2.0 * i + 1.0) / n_f
+        shape = [1] * k
+        shape[j] = -1
+        axes.append(tf.broadcast_to(tf.reshape(c, shape), tf.stack(spatial)))
+    homo = tf.stack([*reversed(axes), tf.ones(tf.stack(spatial), theta.dtype)], axis=-1)  # x first
+    points = tf.reshape(homo, [1, -1, k + 1])
+    batch = tf.shape(theta)[0]
+    # an explicit transpose, no transpose_b: TF.js wasm's fused MatMul gets transpose_b wrong
+    grid = tf.linalg.matmul(tf.broadcast_to(points, tf.stack([batch, tf.shape(points)[1], k + 1])),
+                            tf.transpose(theta, [0, 2, 1]))
+    return [V(tf.reshape(grid, tf.concat([[batch], tf.stack(spatial), [k]], 0)))]
