@@ -27,8 +27,6 @@ SKIP_OPS: dict[str, str] = {
     "SequenceMap": _SEQUENCE, "SequenceAt": _SEQUENCE, "SequenceConstruct": _SEQUENCE,
     "SequenceErase": _SEQUENCE, "SplitToSequence": _SEQUENCE, "ConcatFromSequence": _SEQUENCE,
     "OptionalGetElement": _SEQUENCE, "OptionalHasElement": _SEQUENCE, "Optional": _SEQUENCE,
-    "DFT": "complex-valued Fourier transform: TF.js's FFT kernels take complex64, which graph models cannot feed",
-    "STFT": "short-time Fourier transform over complex values: see DFT",
     "Det": "matrix determinant: no TF.js kernel (MatrixDeterminant)",
     "DeformConv": "deformable convolution: no TF.js kernel",
     "Col2Im": "col2im: no TF.js kernel",

@@ -35,3 +35,51 @@ def _window(coefficients: Sequence[float]) -> Any:
 
 for _name, _coefficients in _WINDOWS.items():
     op(_name, since=17)(_window(_coefficients))
+
+
+def _to_second_last(cx: Any, rank: int, axis: Any) -> tuple[Any, Any]:
+    """The transpose that moves ``axis`` (an int, or a scalar tensor known at run time) to rank-2 (the
+    last axis holds real/imaginary parts), and the one back."""
+    tf = cx.tf
+    if isinstance(axis, int):
+        lead = [i for i in range(rank - 1) if i != axis]
+        perm = [*lead, axis, rank - 1]
+        return perm, [perm.index(i) for i in range(rank)]
+    a = tf.cast(axis, tf.int32)
+    perm = [i + tf.cast(i >= a, tf.int32) for i in range(rank - 2)] + [a, tf.constant(rank - 1)]
+    back = [tf.where(tf.equal(j, a), rank - 2, j - tf.cast(j > a, tf.int32)) for j in range(rank - 1)]
+    return tf.stack(perm), tf.stack([*back, tf.constant(rank - 1)])
+
+
+@op("DFT", since=17)
+def dft(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """TF's FFT / IFFT over complex values built from the real/imaginary last axis, along the axis
+    moved next to it (an attribute before opset 20, an input since, possibly known only at run time)."""
+    tf = cx.tf
+    x = cx.onnx(ins[0])
+    rank = x.shape.rank
+    if cx.opset >= 20:
+        axis_v = ins[2] if len(ins) > 2 else None
+        arr = cx.static(axis_v)
+        axis: Any = -2 if axis_v is None else int(cx.np.asarray(arr).reshape(-1)[0]) if arr is not None else (
+            tf.math.floormod(tf.reshape(tf.cast(axis_v.t, tf.int32), []), rank))
+    else:
+        axis = int(cx.attr(node, "axis", 1))
+    if isinstance(axis, int):
+        axis %= rank
+    length = cx.static(ins[1]) if len(ins) > 1 and ins[1] is not None else None
+    if len(ins) > 1 and ins[1] is not None and length is None:
+        cx.fail(node, "a dft_length known only at run time is not supported")
+    perm, back = _to_second_last(cx, rank, axis)
+    xt = tf.transpose(x, perm)
+    parts = xt.shape[-1]
+    imag = xt[..., 1] if parts == 2 else tf.zeros_like(xt[..., 0])
+    z = tf.complex(xt[..., 0], imag)
+    if length is not None:  # zero-padded or cut to dft_length
+        n = int(cx.np.asarray(length).reshape(-1)[0])
+        z = tf.pad(z[..., :n], [[0, 0]] * (rank - 2) + [[0, tf.maximum(n - tf.shape(z)[-1], 0)]])
+    y = tf.signal.ifft(z) if cx.attr(node, "inverse", 0) else tf.signal.fft(z)
+    if cx.attr(node, "onesided", 0):
+        y = y[..., : tf.shape(y)[-1] // 2 + 1]
+    out = tf.stack([tf.math.real(y), tf.math.imag(y)], axis=-1)
+    return [V(tf.transpose(tf.cast(out, x.dtype), back))]
