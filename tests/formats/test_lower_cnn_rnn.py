@@ -394,3 +394,42 @@ def test_bidirectional_rnn_with_sequence_lens_and_initial_state_matches_onnxrunt
             feeds["c0"] = _rand(2, 2, batch, hidden)
         for g, w in zip(run(lowered, model, feeds), _ort(model, feeds)):
             np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-4)
+
+
+def _conv_bn_model():
+    """Conv -> BatchNormalization -> Relu with static parameters, dynamic batch and H/W."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    params = {"w": rng.standard_normal((6, 3, 3, 3)) * 0.3, "b": rng.standard_normal(6) * 0.1,
+              "scale": rng.uniform(0.5, 1.5, 6), "bias": rng.standard_normal(6) * 0.1,
+              "mean": rng.standard_normal(6) * 0.1, "var": rng.uniform(0.5, 1.5, 6)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["n"], epsilon=1e-5),
+             helper.make_node("Relu", ["n"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(a.astype(np.float32), n) for n, a in params.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+
+
+def test_batchnorm_after_a_conv_is_fused_and_folds_away_in_tfjs(tf, tmp_path):
+    """A BatchNorm on a channels-last conv output is FusedBatchNormV3, which the TF.js converter folds
+    into the conv's weights: the TF.js graph is one fused conv, verified in TF.js."""
+    import json
+
+    import onnx
+
+    model = _conv_bn_model()
+    lowered = _check(model, [{"x": _rand(1, 1, 3, 8, 10)}, {"x": _rand(2, 2, 3, 7, 5)}], atol=1e-5)
+    assert "FusedBatchNormV3" in {n.op for n in lowered.graph_def.node}
+    from tests.e2e.test_to_tfjs import need_tfjs
+
+    need_tfjs()
+    import converter
+
+    onnx.save(model, tmp_path / "m.onnx")
+    report = converter.export(tmp_path / "m.onnx", to="tfjs", out_dir=tmp_path / "out", onnx_to_tf="own")
+    assert report.verdict == "PASSED", report.parity.summary()
+    ops = [n["op"] for n in json.loads((tmp_path / "out" / "model.json").read_text())["modelTopology"]["node"]]
+    assert "_FusedConv2D" in ops and not {"FusedBatchNormV3", "Mul", "AddV2", "PadV2"} & set(ops)

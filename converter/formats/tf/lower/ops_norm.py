@@ -44,7 +44,14 @@ def batch_norm(cx: Any, node: Any, ins: list[V | None]) -> list[V | None]:
     ca = cx.axis(x, 1)
     if cx.attr(node, "training_mode", 0):
         return _batch_norm_training(cx, node, x, (scale, bias, mean, var), eps)
-    if all(isinstance(p, np.ndarray) for p in (scale, bias, mean, var)):
+    static = all(isinstance(p, np.ndarray) for p in (scale, bias, mean, var))
+    if static and x.rank == 4 and ca == 3 and dtype == tf.float32:
+        # channels-last after a conv: FusedBatchNormV3, which the TF.js converter folds into the conv's
+        # weights (tensorflowjs fold_batch_norms), so BN costs nothing in TF.js
+        y = tf.raw_ops.FusedBatchNormV3(x=x.t, scale=scale, offset=bias, mean=mean, variance=var, epsilon=eps,
+                                        is_training=False)[0]
+        return [V(y, x.perm)] + [None] * (len(node.output) - 1)
+    if static:
         mul = (scale / np.sqrt(var + np.asarray(eps, var.dtype))).astype(var.dtype)
         add = (bias - mean * mul).astype(var.dtype)
     else:
