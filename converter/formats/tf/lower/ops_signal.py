@@ -79,7 +79,37 @@ def dft(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
         n = int(cx.np.asarray(length).reshape(-1)[0])
         z = tf.pad(z[..., :n], [[0, 0]] * (rank - 2) + [[0, tf.maximum(n - tf.shape(z)[-1], 0)]])
     y = tf.signal.ifft(z) if cx.attr(node, "inverse", 0) else tf.signal.fft(z)
-    if cx.attr(node, "onesided", 0):
-        y = y[..., : tf.shape(y)[-1] // 2 + 1]
-    out = tf.stack([tf.math.real(y), tf.math.imag(y)], axis=-1)
+    out = _real_imag(cx, y, bool(cx.attr(node, "onesided", 0)))
     return [V(tf.transpose(tf.cast(out, x.dtype), back))]
+
+
+@op("STFT", since=17)
+def stft(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Frames gathered at ``f * frame_step + k``, weighted by the window, FFT along each frame:
+    [batch, frames, bins, 2]; step, window and length may be known only at run time."""
+    tf = cx.tf
+    ins = [*ins, *[None] * (4 - len(ins))]
+    x = cx.onnx(ins[0])  # [batch, length, 1 or 2]
+    step = tf.cast(tf.reshape(cx.onnx(ins[1]), []), tf.int32)
+    window = None if ins[2] is None else cx.onnx(ins[2])
+    if ins[3] is not None:
+        size = tf.cast(tf.reshape(cx.onnx(ins[3]), []), tf.int32)
+    else:
+        size = tf.shape(window)[0] if window is not None else tf.shape(x)[1]
+    frames = 1 + (tf.shape(x)[1] - size) // step
+    idx = tf.range(frames)[:, None] * step + tf.range(size)[None, :]
+    framed = tf.gather(x, idx, axis=1)  # [batch, frames, size, parts]
+    if window is not None:  # on the real parts: TF.js cpu's complex Mul gave NaN here
+        framed = framed * tf.cast(window, framed.dtype)[None, None, :, None]
+    imag = framed[..., 1] if x.shape[-1] == 2 else tf.zeros_like(framed[..., 0])
+    z = tf.complex(framed[..., 0], imag)
+    out = _real_imag(cx, tf.signal.fft(z), bool(cx.attr(node, "onesided", 1)))
+    return [V(tf.cast(out, x.dtype))]
+
+
+def _real_imag(cx: Any, y: Any, onesided: bool) -> Any:
+    """[..., n] complex -> [..., n or n//2+1, 2] real: sliced after the split (TF.js's cpu backend
+    has no StridedSlice for complex64)."""
+    tf = cx.tf
+    out = tf.stack([tf.math.real(y), tf.math.imag(y)], axis=-1)
+    return out[..., : tf.shape(out)[-2] // 2 + 1, :] if onesided else out
