@@ -10,27 +10,24 @@ lowered graph runs channels-last with no Transpose between two convs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import need
+from tests.formats.lower_check import check as _check
+from tests.formats.lower_check import conv_ops as _conv_ops
+from tests.formats.lower_check import export_torch as _export
+from tests.formats.lower_check import node_dir as _node_dir
+from tests.formats.lower_check import rand as _rand
+from tests.formats.lower_check import transposes_between_convs as _transposes_between_convs
 
 #: conformance cases of the ops these handlers own (case-name prefixes)
 PREFIXES = ("test_conv", "test_basic_conv", "test_qlinearconv", "test_convtranspose", "test_maxpool", "test_averagepool",
             "test_globalaveragepool", "test_globalmaxpool", "test_lppool", "test_batchnorm", "test_instancenorm",
             "test_lrn", "test_group_normalization", "test_mvn", "test_resize", "test_upsample", "test_depthtospace",
             "test_spacetodepth", "test_lstm", "test_gru", "test_rnn", "test_simple_rnn")
-
-
-def _node_dir() -> Path | None:
-    try:
-        import onnx
-    except ImportError:
-        return None
-    return Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "node"
 
 
 def _cases() -> list[str]:
@@ -94,72 +91,6 @@ def test_conformance_case_with_dynamic_dims_matches_expected_outputs(tf, name):
 
 
 # -- PyTorch modules exported with torch.onnx ------------------------------------------------------
-def _export(module, args, path: Path, dynamic: dict[str, dict[int, str]]) -> object:
-    """module -> ONNX (TorchScript exporter: fast, and it keeps the dynamic axes asked for)."""
-    import onnx
-    import torch
-
-    names = list(dynamic) if dynamic else [f"in{i}" for i in range(len(args))]
-    with torch.no_grad():
-        torch.onnx.export(module, tuple(torch.from_numpy(a) for a in args), str(path), dynamo=False,
-                          input_names=names, output_names=["y"], dynamic_axes=dynamic, opset_version=17)
-    return onnx.load(str(path))
-
-
-def _ort(model, feeds: dict) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
-def _check(model, feed_sets: list[dict], atol: float = 1e-4):
-    """Lower once (dynamic dims stay dynamic), then match onnxruntime on every feed set."""
-    from converter.formats.tf.lower.harness import lower_model, run
-
-    lowered = lower_model(model)
-    for feeds in feed_sets:
-        want = _ort(model, feeds)
-        got = run(lowered, model, feeds)
-        for g, w in zip(got, want):
-            assert g.shape == w.shape
-            np.testing.assert_allclose(g, w, atol=atol, rtol=1e-4)
-    return lowered
-
-
-def _rand(seed: int, *shape: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def _conv_ops(graph_def) -> set[str]:
-    return {n.name for n in graph_def.node if n.op in ("Conv2D", "DepthwiseConv2dNative", "Conv3D", "_FusedConv2D",
-                                                  "FusedDepthwiseConv2dNative")}
-
-
-def _transposes_between_convs(graph_def) -> list[str]:
-    """Transpose nodes with a conv both upstream and downstream of them."""
-    inputs = {n.name: [i.lstrip("^").split(":")[0] for i in n.input] for n in graph_def.node}
-    outputs: dict[str, list[str]] = {}
-    for name, ins in inputs.items():
-        for i in ins:
-            outputs.setdefault(i, []).append(name)
-    convs = _conv_ops(graph_def)
-
-    def reaches(start: str, edges: dict) -> bool:
-        seen, todo = set(), list(edges.get(start, []))
-        while todo:
-            n = todo.pop()
-            if n in convs:
-                return True
-            if n not in seen:
-                seen.add(n)
-                todo.extend(edges.get(n, []))
-        return False
-
-    return [n.name for n in graph_def.node if n.op == "Transpose" and reaches(n.name, inputs)
-            and reaches(n.name, outputs)]
-
-
 @pytest.mark.parametrize("fixture", ["cnn", "dwcnn"])
 def test_conv_fixture_runs_channels_last_with_a_dynamic_batch(tf, tmp_path, fixture):
     need("torch")
@@ -278,158 +209,3 @@ def test_torch_module_verifies_in_tfjs_through_the_lowering(tmp_path, kind):
     assert report.verdict == "PASSED", report.parity.summary()
     assert report.stages[0].notes["converter"] == "convertkit lowering"
     assert all(o.max_abs < 1e-4 for o in report.parity.outputs)
-
-
-# -- real architectures: ONNX's "light" models (weights replaced by ConstantOfShape) ---------------------
-def _light_with_random_weights(path: Path, seed: int = 0):
-    """A light model with seeded random weights in place of its constant ones (constant weights make
-    every class equally likely, which would hide errors): He-scaled conv/fc weights, BN scales and
-    variances in [0.5, 1.5], small biases and means."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    rng = np.random.default_rng(seed)
-    shapes = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    use = {i: (n.op_type, k) for n in reversed(graph.node) for k, i in enumerate(n.input)}
-    kept = []
-    for node in graph.node:
-        if node.op_type != "ConstantOfShape" or node.input[0] not in shapes:
-            kept.append(node)
-            continue
-        shape = [int(v) for v in shapes[node.input[0]]]
-        op, k = use.get(node.output[0], ("", 0))
-        if op == "BatchNormalization" and k in (1, 4):
-            arr = rng.uniform(0.5, 1.5, shape)
-        elif len(shape) > 1:
-            arr = rng.standard_normal(shape) * np.sqrt(2.0 / max(int(np.prod(shape[1:])), 1))
-        else:
-            arr = rng.standard_normal(shape) * 0.1
-        graph.initializer.append(numpy_helper.from_array(arr.astype(np.float32), node.output[0]))
-    del graph.node[:]
-    graph.node.extend(kept)
-    return model
-
-
-@pytest.mark.parametrize("name", ["squeezenet", "inception_v1",
-                                  pytest.param("densenet121", marks=pytest.mark.slow),
-                                  pytest.param("inception_v2", marks=pytest.mark.slow),
-                                  pytest.param("resnet50", marks=pytest.mark.slow),
-                                  pytest.param("shufflenet", marks=pytest.mark.slow)])
-def test_light_model_matches_onnxruntime(tf, name):
-    """Whole CNNs (fire modules, inception blocks with LRN and ceil-mode pools, dense blocks...) lowered
-    with random weights, against onnxruntime on the same model; one Transpose, at the input (ShuffleNet's
-    channel shuffle reshapes, which needs ONNX order)."""
-    from converter.formats.tf.lower.harness import lower_model, run
-
-    path = _node_dir().parent / "light" / f"light_{name}.onnx"
-    if not path.exists():
-        pytest.skip(f"{path.name} is not in this onnx package")
-    model = _light_with_random_weights(path)
-    inits = {i.name for i in model.graph.initializer}
-    data = next(i for i in model.graph.input if i.name not in inits)
-    x = _rand(0, *[d.dim_value for d in data.type.tensor_type.shape.dim])
-    want = _ort(model, {data.name: x})[0]
-    lowered = lower_model(model)
-    got = run(lowered, model, [x])[0]
-    np.testing.assert_allclose(got, want, atol=1e-5 * float(np.abs(want).max()), rtol=1e-4)
-    if name != "shufflenet":
-        assert sum(n.op == "Transpose" for n in lowered.graph_def.node) == 1
-
-
-@pytest.mark.parametrize("scales, kernel", [((1.0, 1.0, 2.0, 3.0), "ResizeNearestNeighbor"), ((1.0, 1.0, 0.5, 0.5), None)])
-def test_default_nearest_resize_uses_the_kernel_only_where_no_rounding_tie_exists(tf, scales, kernel):
-    """ONNX's default nearest (half_pixel, round_prefer_floor) on dynamic H/W: an integer upscale has
-    no ties and runs on TF's kernel; halving meets a tie at every pixel and is gathered instead."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from converter.formats.tf.lower.harness import lower_model, run
-
-    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(scales, np.float32), "scales")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    lowered = lower_model(model)
-    ops = {n.op for n in lowered.graph_def.node}
-    assert (kernel in ops) if kernel else not any(o.startswith("Resize") for o in ops)
-    for i, shape in enumerate([(1, 3, 4, 6), (2, 3, 7, 5)]):
-        x = _rand(i, *shape)
-        np.testing.assert_array_equal(run(lowered, model, [x])[0], _ort(model, {"x": x})[0])
-
-
-@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
-def test_bidirectional_rnn_with_sequence_lens_and_initial_state_matches_onnxruntime(tf, kind):
-    """Both directions over sequences of different lengths (the reverse one starts at each sequence's
-    own last step; steps past the end give zeros and keep the state), with initial states, clip and
-    GRU's linear_before_reset, on a dynamic time axis and batch."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from converter.formats.tf.lower.harness import lower_model, run
-
-    hidden, size, gates = 5, 3, {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
-    rng = np.random.default_rng(5)
-    inits = {"W": rng.standard_normal((2, gates * hidden, size)), "R": rng.standard_normal((2, gates * hidden, hidden)),
-             "B": rng.standard_normal((2, 2 * gates * hidden)) * 0.1}
-    names = ["x", "W", "R", "B", "lens", "h0"] + (["c0"] if kind == "LSTM" else [])
-    attrs = {"hidden_size": hidden, "direction": "bidirectional", "clip": 2.5}
-    if kind == "GRU":
-        attrs["linear_before_reset"] = 1
-    outs = ["Y", "Y_h"] + (["Y_c"] if kind == "LSTM" else [])
-    node = helper.make_node(kind, names, outs, **attrs)
-    vi = helper.make_tensor_value_info
-    ins = [vi("x", TensorProto.FLOAT, ["t", "b", size]), vi("lens", TensorProto.INT32, ["b"]),
-           vi("h0", TensorProto.FLOAT, [2, "b", hidden])] + ([vi("c0", TensorProto.FLOAT, [2, "b", hidden])]
-                                                              if kind == "LSTM" else [])
-    graph = helper.make_graph([node], "g", ins, [vi(o, TensorProto.FLOAT, None) for o in outs],
-                              [numpy_helper.from_array(a.astype(np.float32), n) for n, a in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
-    lowered = lower_model(model)
-    for steps, lens in ((6, [6, 2, 4]), (3, [1, 3])):
-        batch = len(lens)
-        feeds = {"x": _rand(steps, steps, batch, size), "lens": np.asarray(lens, np.int32),
-                 "h0": _rand(1, 2, batch, hidden)}
-        if kind == "LSTM":
-            feeds["c0"] = _rand(2, 2, batch, hidden)
-        for g, w in zip(run(lowered, model, feeds), _ort(model, feeds)):
-            np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-4)
-
-
-def _conv_bn_model():
-    """Conv -> BatchNormalization -> Relu with static parameters, dynamic batch and H/W."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(3)
-    params = {"w": rng.standard_normal((6, 3, 3, 3)) * 0.3, "b": rng.standard_normal(6) * 0.1,
-              "scale": rng.uniform(0.5, 1.5, 6), "bias": rng.standard_normal(6) * 0.1,
-              "mean": rng.standard_normal(6) * 0.1, "var": rng.uniform(0.5, 1.5, 6)}
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
-             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["n"], epsilon=1e-5),
-             helper.make_node("Relu", ["n"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, "h", "w"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(a.astype(np.float32), n) for n, a in params.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
-
-
-def test_batchnorm_after_a_conv_is_fused_and_folds_away_in_tfjs(tf, tmp_path):
-    """A BatchNorm on a channels-last conv output is FusedBatchNormV3, which the TF.js converter folds
-    into the conv's weights: the TF.js graph is one fused conv, verified in TF.js."""
-    import json
-
-    import onnx
-
-    model = _conv_bn_model()
-    lowered = _check(model, [{"x": _rand(1, 1, 3, 8, 10)}, {"x": _rand(2, 2, 3, 7, 5)}], atol=1e-5)
-    assert "FusedBatchNormV3" in {n.op for n in lowered.graph_def.node}
-    from tests.e2e.test_to_tfjs import need_tfjs
-
-    need_tfjs()
-    import converter
-
-    onnx.save(model, tmp_path / "m.onnx")
-    report = converter.export(tmp_path / "m.onnx", to="tfjs", out_dir=tmp_path / "out", onnx_to_tf="own")
-    assert report.verdict == "PASSED", report.parity.summary()
-    ops = [n["op"] for n in json.loads((tmp_path / "out" / "model.json").read_text())["modelTopology"]["node"]]
-    assert "_FusedConv2D" in ops and not {"FusedBatchNormV3", "Mul", "AddV2", "PadV2"} & set(ops)
