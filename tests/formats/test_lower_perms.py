@@ -51,6 +51,17 @@ CASES = {
     "matmul": ("MatMul", {}, [X4, RNG.standard_normal((5, 6)).astype(np.float32)], 17, 1),
     "clip": ("Clip", {}, [X4, np.float32(-0.5), np.float32(0.5)], 17, 1),
     "rank3_concat": ("Concat", {"axis": 1}, [X3, X3], 17, 1),
+    # other engineers' handlers under the same contract
+    "reduce_mean": ("ReduceMean", {"keepdims": 0}, [X4, _i64(1, 3)], 18, 1),
+    "reduce_sum_keep": ("ReduceSum", {"keepdims": 1}, [X4, _i64(-1)], 13, 1),
+    "reduce_max_all": ("ReduceMax", {"keepdims": 0}, [X4], 18, 1),
+    "argmax": ("ArgMax", {"axis": 1, "keepdims": 1}, [X4], 13, 1),
+    "cumsum": ("CumSum", {"reverse": 1}, [X4, np.array(1, np.int64)], 14, 1),
+    "topk": ("TopK", {"axis": 1}, [X4, _i64(2)], 11, 2),
+    "gather_elements": ("GatherElements", {"axis": 1}, [X4, RNG.integers(0, 3, (2, 2, 4, 5))], 13, 1),
+    "trilu": ("Trilu", {"upper": 1}, [X4, np.array(1, np.int64)], 14, 1),
+    "batchnorm": ("BatchNormalization", {}, [X4, *[np.linspace(0.5, 1.5, 3, dtype=np.float32)] * 4], 15, 1),
+    "instancenorm": ("InstanceNormalization", {}, [X4, np.ones(3, np.float32), np.zeros(3, np.float32)], 6, 1),
 }
 
 
