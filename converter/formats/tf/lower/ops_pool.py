@@ -103,11 +103,15 @@ def max_pool(cx: Any, node: Any, ins: list[V | None]) -> list[V | None]:
     p = _Pool(cx, node, ins[0])
     if len(node.output) > 1 and node.output[1]:
         return _with_indices(cx, node, p)
+    tf = cx.tf
+    kept = p.x.dtype
+    if kept in (tf.uint8, tf.int8, tf.uint16, tf.int16):  # TF.js pools float32 only; these are exact in it
+        p.x = tf.cast(p.x, tf.float32)
     if p.same and p.n < 3:
         y = _pool(cx, p.x, p.win, "max", "SAME")
     else:
         y = _pool(cx, spatial.pad(cx, p.x, p.all_pads(), spatial.lowest(cx, p.x.dtype)), p.win, "max", "VALID")
-    return [p.out(y)]
+    return [p.out(y if y.dtype == kept else tf.cast(y, kept))]
 
 
 def _with_indices(cx: Any, node: Any, p: _Pool) -> list[V | None]:
