@@ -49,16 +49,23 @@ def test_verified_share_meets_threshold(summary):
 
 def test_missing_ops_are_named_together_before_any_work(summary):
     """An op without a handler is reported by lower() itself, all of them in one error, before it
-    traces anything (what makes a conversion exit 3 naming the op)."""
+    traces anything (what makes a conversion exit 3 naming the op): on the unsupported cases, and on
+    a model with two made-up ops (so the check holds when no case is unsupported any more)."""
     import onnx
+    from onnx import TensorProto, helper
 
     from converter.formats.onnx import io_specs
     from converter.formats.tf.lower import LoweringError, lower, missing_ops
 
-    unsupported = summary.by_outcome[Outcome.UNSUPPORTED]
-    assert unsupported, "no unsupported case left: drop this test's premise, keep the lower() check"
-    for r in unsupported[::10]:
-        model = onnx.load(str(r.case.path / "model.onnx"))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    made_up = helper.make_model(helper.make_graph(
+        [helper.make_node("NoSuchOpA", ["x"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("NoSuchOpB", ["r"], ["y"])], "g", [x], [helper.make_tensor_value_info("y", 1, [2])]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    assert missing_ops(made_up) == [("NoSuchOpA", 17), ("NoSuchOpB", 17)]
+    models = [made_up] + [onnx.load(str(r.case.path / "model.onnx"))
+                          for r in summary.by_outcome[Outcome.UNSUPPORTED][::5]]
+    for model in models:
         ops = missing_ops(model)
         with pytest.raises(LoweringError) as err:
             lower(model, *io_specs(model))
