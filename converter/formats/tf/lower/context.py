@@ -11,6 +11,9 @@ from ....errors import ConversionError
 from .values import V, between, expand_perm, inverse, is_identity, normal
 
 
+FOLD_LIMIT = 1 << 22  # elements: a graph tensor larger than this is not folded into a numpy value
+
+
 class LoweringError(ConversionError):
     """The lowering cannot convert a node: names the node, its op type and why, in one line (exit 3)."""
 
@@ -66,6 +69,8 @@ class Ctx:
             except Exception:  # a graph tensor outside its graph
                 arr = None
         if arr is None:
+            if t.shape.num_elements() is not None and t.shape.num_elements() > FOLD_LIMIT:
+                return None  # a big computed tensor (ConstantOfShape weights) is not worth holding in numpy
             try:
                 arr = self.tf.get_static_value(t)
             except Exception:  # TensorFlow could not fold it
