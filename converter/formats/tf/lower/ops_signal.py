@@ -113,3 +113,26 @@ def _real_imag(cx: Any, y: Any, onesided: bool) -> Any:
     tf = cx.tf
     out = tf.stack([tf.math.real(y), tf.math.imag(y)], axis=-1)
     return out[..., : tf.shape(out)[-2] // 2 + 1, :] if onesided else out
+
+
+@op("MelWeightMatrix", since=17)
+def mel_weight_matrix(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """[dft_length // 2 + 1, num_mel_bins] triangular filters between mel-spaced bins, computed as
+    ONNX's reference does (its mel step divides by num_mel_bins + 2); float64 arithmetic, so that the
+    integer bin edges match (a constant when the inputs are known at conversion time)."""
+    tf = cx.tf
+    mels, dft_len, rate, low, high = (tf.reshape(cx.onnx(v), []) for v in ins[:5])
+    f64 = tf.float64
+    edges_mel = [2595.0 * tf.math.log(1.0 + tf.cast(h, f64) / 700.0) / math.log(10.0) for h in (low, high)]
+    k = tf.cast(tf.range(tf.cast(mels, tf.int32) + 2), f64)
+    step = (edges_mel[1] - edges_mel[0]) / tf.cast(tf.cast(mels, tf.int32) + 2, f64)
+    hz = 700.0 * (tf.pow(tf.constant(10.0, f64), (k * step + edges_mel[0]) / 2595.0) - 1.0)
+    bins = tf.floor((tf.cast(dft_len, f64) + 1.0) * hz / tf.cast(rate, f64))  # integer bin edges
+    left, center, right = bins[None, :-2], bins[None, 1:-1], bins[None, 2:]
+    j = tf.cast(tf.range(tf.cast(dft_len, tf.int32) // 2 + 1), f64)[:, None]
+    rise = tf.where(tf.equal(center, left), tf.cast(tf.equal(j, center), f64),
+                    (j - left) / tf.maximum(center - left, 1.0))
+    out = tf.where((j >= left) & (j <= center), rise, tf.zeros_like(rise))
+    fall = (right - j) / tf.maximum(right - center, 1.0)
+    out = tf.where((j >= center) & (j < right), fall, out)
+    return [V(tf.cast(out, cx.dtype(cx.attr(node, "output_datatype", 1))))]
