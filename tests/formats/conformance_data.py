@@ -27,7 +27,6 @@ SKIP_OPS: dict[str, str] = {
     "SequenceMap": _SEQUENCE, "SequenceAt": _SEQUENCE, "SequenceConstruct": _SEQUENCE,
     "SequenceErase": _SEQUENCE, "SplitToSequence": _SEQUENCE, "ConcatFromSequence": _SEQUENCE,
     "OptionalGetElement": _SEQUENCE, "OptionalHasElement": _SEQUENCE, "Optional": _SEQUENCE,
-    "Det": "matrix determinant: no TF.js kernel (MatrixDeterminant); not composed from other kernels yet",
     "DeformConv": "deformable convolution: no TF.js kernel; not composed from gathers yet",
     "Col2Im": "col2im: no TF.js kernel; not composed from scatters yet",
 }
