@@ -145,3 +145,36 @@ def test_batchnorm_after_a_conv_is_fused_and_folds_away_in_tfjs(tf, tmp_path):
     assert report.verdict == "PASSED", report.parity.summary()
     ops = [n["op"] for n in json.loads((tmp_path / "out" / "model.json").read_text())["modelTopology"]["node"]]
     assert "_FusedConv2D" in ops and not {"FusedBatchNormV3", "Mul", "AddV2", "PadV2"} & set(ops)
+
+
+def _bilinear_on_shape(op: str, k: list[int]):
+    """Resize (linear, pytorch_half_pixel) to sizes = Shape(x) op k, known only at run time."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node(op, ["s", "k"], ["sizes"]),
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear",
+                              coordinate_transformation_mode="pytorch_half_pixel")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(k, np.int64), "k")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_pytorch_bilinear_on_run_time_sizes_takes_the_kernel_behind_an_if(tf, tmp_path):
+    """pytorch_half_pixel maps an output of size 1 to -0.5, which ResizeBilinear does not: with sizes
+    known only at run time the kernel runs behind an If (StatelessIf, which TF.js runs) on the output
+    size, the gathers otherwise. Checked against onnxruntime on both branches, and in TF.js."""
+    import onnx
+
+    model = _bilinear_on_shape("Div", [1, 1, 4, 1])
+    # H 8 -> 2 (the kernel), H 4 -> 1 (the gathers: the kernel would average rows 1 and 2, not take row 0)
+    lowered = _check(model, [{"x": _rand(1, 2, 3, 8, 5)}, {"x": _rand(2, 1, 3, 4, 7)}], atol=1e-5)
+    assert any(n.op == "ResizeBilinear" for f in lowered.graph_def.library.function for n in f.node_def)
+    from tests.e2e.test_to_tfjs import need_tfjs
+
+    need_tfjs()
+    import converter
+
+    onnx.save(_bilinear_on_shape("Mul", [1, 1, 2, 3]), tmp_path / "m.onnx")  # any input size works
+    report = converter.export(tmp_path / "m.onnx", to="tfjs", out_dir=tmp_path / "out", onnx_to_tf="own")
+    assert report.verdict == "PASSED", report.parity.summary()

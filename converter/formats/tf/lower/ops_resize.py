@@ -143,8 +143,8 @@ def _kernel_for(plan: _Resize, rank: int) -> tuple[str, bool, bool] | None:
         return None
     for a in (2, 3):
         n, out, s = plan.size_in[a], plan.size_out[a], plan.scales[a]
-        if plan.coords == "pytorch_half_pixel" and (not isinstance(out, int) or out == 1):
-            return None  # its output of size 1 maps to -0.5, which the kernel does not do
+        if plan.coords == "pytorch_half_pixel" and isinstance(out, int) and out == 1:
+            return None  # its output of size 1 maps to -0.5, which the kernel does not do (a run-time size: _resize)
         if s is None:
             continue  # sizes given: TF's scale is out/in, as ONNX's
         if not isinstance(s, float):
@@ -224,7 +224,18 @@ def _resize(cx: Any, node: Any, x: V, plan: _Resize) -> list[V]:
     if plan.mode not in ("nearest", "linear", "cubic"):
         cx.fail(node, f"mode {plan.mode!r} is not one of nearest, linear, cubic")
     kernel = _kernel_for(plan, x.rank)
-    return [_run_kernel(cx, x, plan, kernel) if kernel else _run_general(cx, node, x, plan)]
+    if not kernel:
+        return [_run_general(cx, node, x, plan)]
+    runtime = [plan.size_out[a] for a in (2, 3) if not isinstance(plan.size_out[a], int)]
+    if plan.coords != "pytorch_half_pixel" or not runtime:
+        return [_run_kernel(cx, x, plan, kernel)]
+    # PyTorch's bilinear on sizes known at run time (interpolate(size=skip.shape[-2:])): the kernel is
+    # exact unless an output size is 1; that rare case takes the gathers, chosen in the graph (If)
+    tf = cx.tf
+    xl = V(cx.physical(x, channels_last(4)), channels_last(4))
+    big = tf.reduce_all(tf.stack([tf.cast(o, tf.int32) > 1 for o in runtime]))
+    y = tf.cond(big, lambda: _run_kernel(cx, xl, plan, kernel).t, lambda: _run_general(cx, node, xl, plan).t)
+    return [V(y, channels_last(4))]
 
 
 def _input(cx: Any, ins: list, i: int) -> Any:
