@@ -28,7 +28,6 @@ SKIP_OPS: dict[str, str] = {
     "SequenceErase": _SEQUENCE, "SplitToSequence": _SEQUENCE, "ConcatFromSequence": _SEQUENCE,
     "OptionalGetElement": _SEQUENCE, "OptionalHasElement": _SEQUENCE, "Optional": _SEQUENCE,
     "DeformConv": "deformable convolution: no TF.js kernel; not composed from gathers yet",
-    "Col2Im": "col2im: no TF.js kernel; not composed from scatters yet",
 }
 
 #: a case name (prefix) -> why it is skipped although its ops are lowered

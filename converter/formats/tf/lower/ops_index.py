@@ -314,3 +314,48 @@ def affine_grid(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     grid = tf.linalg.matmul(tf.broadcast_to(points, tf.stack([batch, tf.shape(points)[1], k + 1])),
                             tf.transpose(theta, [0, 2, 1]))
     return [V(tf.reshape(grid, tf.concat([[batch], tf.stack(spatial), [k]], 0)))]
+
+
+def _unravel(cx: Any, flat: Any, dims: list[Any]) -> list[Any]:
+    """Row-major coordinates of ``flat`` over ``dims`` (int32 scalars, possibly run-time)."""
+    out, rest = [], flat
+    for d in reversed(dims):
+        out.append(cx.tf.math.floormod(rest, d))
+        rest = rest // d
+    return out[::-1]
+
+
+@op("Col2Im", since=18)
+def col2im(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    """Blocks [N, C*prod(block), L] summed into the image [N, C, *image_shape]: each (kernel offset,
+    block) pair's image position, computed with run-time sizes, and one ScatterNd (which sums
+    overlapping blocks; positions in the padding go to a dropped extra slot)."""
+    tf = cx.tf
+    x = cx.onnx(ins[0])
+    image = tf.cast(tf.reshape(cx.onnx(ins[1]), [-1]), tf.int32)
+    block = tf.cast(tf.reshape(cx.onnx(ins[2]), [-1]), tf.int32)
+    k = ins[1].t.shape[0] if ins[1].t.shape.rank == 1 else None
+    if k is None:
+        cx.fail(node, "the number of image dims must be known at conversion time")
+    strides = cx.attr(node, "strides", None) or [1] * k
+    dilations = cx.attr(node, "dilations", None) or [1] * k
+    pads = cx.attr(node, "pads", None) or [0] * (2 * k)
+    img = [image[d] for d in range(k)]
+    blk = [block[d] for d in range(k)]
+    grid = [(img[d] + pads[d] + pads[k + d] - dilations[d] * (blk[d] - 1) - 1) // strides[d] + 1 for d in range(k)]
+    shape = tf.shape(x)
+    kernel = tf.reduce_prod(block)
+    offsets = _unravel(cx, tf.range(kernel)[:, None], blk)  # [K, 1] each
+    blocks = _unravel(cx, tf.range(shape[2])[None, :], grid)  # [1, L] each
+    target, valid, size = tf.zeros([kernel, shape[2]], tf.int32), None, tf.reduce_prod(image)
+    for d in range(k):
+        pos = blocks[d] * strides[d] - pads[d] + offsets[d] * dilations[d]  # [K, L]
+        inside = (pos >= 0) & (pos < img[d])
+        valid = inside if valid is None else valid & inside
+        target = target * img[d] + pos
+    target = tf.where(valid, target, size)  # the padding's positions: one extra slot, dropped
+    channels = shape[1] // kernel
+    updates = tf.transpose(tf.reshape(x, tf.stack([shape[0], channels, kernel, shape[2]])), [2, 3, 0, 1])
+    summed = tf.scatter_nd(target[..., None], updates, tf.stack([size + 1, shape[0], channels]))
+    out = tf.transpose(summed[:size], [1, 2, 0])
+    return [V(tf.reshape(out, tf.concat([tf.stack([shape[0], channels]), image], 0)))]
