@@ -178,3 +178,23 @@ def test_pytorch_bilinear_on_run_time_sizes_takes_the_kernel_behind_an_if(tf, tm
     onnx.save(_bilinear_on_shape("Mul", [1, 1, 2, 3]), tmp_path / "m.onnx")  # any input size works
     report = converter.export(tmp_path / "m.onnx", to="tfjs", out_dir=tmp_path / "out", onnx_to_tf="own")
     assert report.verdict == "PASSED", report.parity.summary()
+
+
+@pytest.mark.parametrize("attrs", [{"input_forget": 1}, {"activations": ["Softsign", "Tanh", "Softsign"]},
+                                   {"activations": ["HardSigmoid", "Elu", "LeakyRelu"],
+                                    "activation_alpha": [0.3, 0.9, 0.05], "activation_beta": [0.4]}],
+                         ids=["input_forget", "softsign", "alpha_beta"])
+def test_lstm_options_match_onnxruntime(tf, attrs):
+    """LSTM's coupled input/forget gates and its activations attribute (Softsign composed: TF.js has
+    no Softsign kernel; alpha/beta taken in order)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    hidden, size = 4, 3
+    rng = np.random.default_rng(0)
+    weights = {"W": rng.standard_normal((1, 4 * hidden, size)), "R": rng.standard_normal((1, 4 * hidden, hidden))}
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["Y"], hidden_size=hidden, **attrs)
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph([node], "g", [vi("x", TensorProto.FLOAT, ["t", 2, size])], [vi("Y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(a.astype(np.float32), n) for n, a in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    _check(model, [{"x": _rand(1, 5, 2, size)}, {"x": _rand(2, 2, 2, size)}], atol=1e-5)

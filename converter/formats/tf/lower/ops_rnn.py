@@ -35,7 +35,8 @@ def _activation(tf: Any, name: str, alpha: float | None, beta: float | None) -> 
         "affine": lambda x: a * x + b, "leakyrelu": lambda x: tf.nn.leaky_relu(x, a),
         "thresholdedrelu": lambda x: tf.where(x > a, x, tf.zeros_like(x)),
         "scaledtanh": lambda x: a * tf.tanh(b * x), "hardsigmoid": lambda x: tf.clip_by_value(a * x + b, 0.0, 1.0),
-        "elu": lambda x: tf.where(x > 0, x, a * (tf.exp(x) - 1)), "softsign": tf.nn.softsign,
+        "elu": lambda x: tf.where(x > 0, x, a * (tf.exp(x) - 1)),
+        "softsign": lambda x: x / (1 + tf.abs(x)),  # TF.js has no Softsign kernel
         "softplus": tf.nn.softplus,
     }
     if key not in table:
@@ -53,6 +54,7 @@ class _Spec:
     acts: tuple[tuple[Callable[[Any], Any], ...], ...]  # per direction
     clip: float | None
     linear_before_reset: bool
+    input_forget: bool = False  # LSTM: the forget gate is 1 - the input gate
 
 
 def _spec(cx: Any, node: Any, kind: str) -> _Spec:
@@ -71,12 +73,11 @@ def _spec(cx: Any, node: Any, kind: str) -> _Spec:
         cx.fail(node, f"activation {e.args[0]!r} is not supported")
     if len(funcs) < per * len(dirs):
         funcs = funcs * len(dirs)
-    if cx.attr(node, "input_forget", 0):
-        cx.fail(node, "input_forget=1 is not supported")
     clip = cx.attr(node, "clip", None)
     return _Spec(kind, int(cx.attr(node, "hidden_size")), dirs,
                  tuple(tuple(funcs[d * per:(d + 1) * per]) for d in range(len(dirs))),
-                 None if clip is None else float(clip), bool(cx.attr(node, "linear_before_reset", 0)))
+                 None if clip is None else float(clip), bool(cx.attr(node, "linear_before_reset", 0)),
+                 bool(cx.attr(node, "input_forget", 0)))
 
 
 def _param(cx: Any, v: V | None, dtype: Any) -> Any:
@@ -135,6 +136,8 @@ def _step(cx: Any, spec: _Spec, wt: _Weights, acts: tuple) -> Callable[[Any, Any
         if wt.peep is not None:
             i, f = i + wt.peep[0] * c, f + wt.peep[2] * c
         i, f, cc = f_act(_clip(tf, spec, i)), f_act(_clip(tf, spec, f)), g_act(_clip(tf, spec, cc))
+        if spec.input_forget:
+            f = 1 - i
         c2 = f * c + i * cc
         if wt.peep is not None:
             o = o + wt.peep[1] * c2
