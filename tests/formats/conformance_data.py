@@ -27,7 +27,6 @@ SKIP_OPS: dict[str, str] = {
     "SequenceMap": _SEQUENCE, "SequenceAt": _SEQUENCE, "SequenceConstruct": _SEQUENCE,
     "SequenceErase": _SEQUENCE, "SplitToSequence": _SEQUENCE, "ConcatFromSequence": _SEQUENCE,
     "OptionalGetElement": _SEQUENCE, "OptionalHasElement": _SEQUENCE, "Optional": _SEQUENCE,
-    "DeformConv": "deformable convolution: no TF.js kernel; not composed from gathers yet",
 }
 
 #: a case name (prefix) -> why it is skipped although its ops are lowered
