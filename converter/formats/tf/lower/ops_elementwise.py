@@ -21,7 +21,28 @@ def _binary(fn: Callable[[Any, Any, Any], Any]) -> Callable[..., list[V]]:
 
 def _div(tf: Any, a: Any, b: Any) -> Any:
     # ONNX integer Div truncates toward zero (C division); tf.divide would return floats
-    return tf.truncatediv(a, b) if a.dtype.is_integer else tf.math.divide(a, b)
+    return _truncdiv(tf, a, b) if a.dtype.is_integer else tf.math.divide(a, b)
+
+
+def _truncdiv(tf: Any, a: Any, b: Any) -> Any:
+    """Integer division toward zero from FloorDiv/FloorMod: TF.js has no TruncateDiv kernel, and
+    shape arithmetic on dynamic dims divides integers. The floor quotient is one too low where the
+    signs differ and the division is inexact."""
+    q, r = tf.math.floordiv(a, b), tf.math.floormod(a, b)
+    if a.dtype.is_unsigned:  # no negative operands: floor is toward zero
+        return q
+    # no constants of a's dtype (TF.js cannot hold int8/uint8 weights): r != 0 as a cast, signs by Sign
+    fix = tf.logical_and(tf.cast(r, tf.bool), tf.not_equal(tf.sign(a), tf.sign(b)))
+    return q + tf.cast(fix, q.dtype)
+
+
+def _fmod(tf: Any, a: Any, b: Any) -> Any:
+    """C fmod (the sign of the dividend) without TruncateMod, which TF.js lacks: a - b * trunc(a / b)."""
+    if a.dtype.is_integer:
+        return a - b * _truncdiv(tf, a, b)
+    r = tf.math.floormod(a, b)  # the sign of the divisor: shift by b where the signs of r and a differ
+    differ = tf.logical_and(tf.not_equal(r, tf.zeros_like(r)), tf.not_equal(r < 0, a < 0))
+    return tf.where(differ, r - b, r)
 
 
 def _pow(tf: Any, a: Any, b: Any) -> Any:
@@ -69,9 +90,9 @@ def mod(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
     (a, b), perm = cx.broadcast(ins[:2])
     tf = cx.tf
     if cx.attr(node, "fmod", 0) or a.dtype.is_floating:
-        if a.dtype == tf.float16:  # TensorFlow has no half TruncateMod kernel
-            return [V(tf.cast(tf.truncatemod(tf.cast(a, tf.float32), tf.cast(b, tf.float32)), a.dtype), perm)]
-        out = tf.truncatemod(a, b)  # C fmod: the sign of the dividend
+        if a.dtype == tf.float16:  # TensorFlow has no half FloorMod kernel either: in float32
+            return [V(tf.cast(_fmod(tf, tf.cast(a, tf.float32), tf.cast(b, tf.float32)), a.dtype), perm)]
+        out = _fmod(tf, a, b)  # C fmod: the sign of the dividend
     else:
         out = tf.math.floormod(a, b)  # Python %: the sign of the divisor
     return [V(out, perm)]
