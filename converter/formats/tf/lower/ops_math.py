@@ -113,8 +113,16 @@ def _softmax_family(fn_name: str) -> tuple[Any, Any]:
 
 def _hardmax(cx: Any, t: Any, axis: int) -> Any:
     tf = cx.tf
-    idx = tf.argmax(t, axis=axis)  # the first of equal maxima, as ONNX
-    return tf.one_hot(idx, tf.shape(t)[axis], axis=axis, dtype=t.dtype)
+    idx = tf.expand_dims(tf.argmax(t, axis=axis, output_type=tf.int32), axis)  # the first of equal maxima, as ONNX
+    # positions compared with the argmax, not OneHot: TF.js's OneHot ignores its axis and its wasm kernel
+    # writes integer bits into float outputs
+    rank = t.shape.rank
+    shape = [1] * rank
+    shape[axis] = -1
+    pos = tf.reshape(tf.range(tf.shape(t, out_type=tf.int32)[axis]), shape)
+    # a Select, not a Cast of the bool: TF.js 4.22's cpu backend handed that Cast's float32 output back
+    # as one byte per element
+    return tf.where(tf.equal(pos, idx), tf.ones_like(t), tf.zeros_like(t))
 
 
 _FNS = {
