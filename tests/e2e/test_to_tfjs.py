@@ -256,3 +256,26 @@ def test_tf_control_flow_runs_in_tfjs(tmp_path):
         neg = converter.validate(tmp_path / "sm", tmp_path / "out", feeds={"x": -pos["x"]}, samples=1,
                                  runner_options={"backend": backend})
         assert neg.verdict == "PASSED", neg.parity.summary()
+
+
+@pytest.mark.parametrize("backend", ["wasm", "cpu"])
+def test_a_bool_cast_as_the_graph_output_reads_back_on_both_backends(tmp_path, backend):
+    """TF.js 4.22's cpu backend hands back Cast(bool -> float32) as one byte per element when it is a
+    graph output; the runner widens it to the declared dtype (was an internal error, exit 4)."""
+    need("onnx", "onnxruntime", "tensorflow", "tensorflowjs")
+    need_node()
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Constant", [], ["z"], value=helper.make_tensor("z", TensorProto.FLOAT, [], [0.0])),
+             helper.make_node("Greater", ["x", "z"], ["g"]), helper.make_node("Cast", ["g"], ["y"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "mask", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "mask.onnx"))
+    r = convertkit("export", tmp_path / "mask.onnx", "--to", "tfjs", "--tfjs-backend", backend, "-o", tmp_path / "js",
+                   "--json")
+    assert r.returncode == 0, r.stderr
+    (out,) = json.loads(r.stdout)["parity"]["outputs"]
+    assert out["status"] == "ok" and out["max_abs"] == 0.0

@@ -292,7 +292,10 @@ async function handle(tf, model, specs, payload) {
     for (let i = 0; i < outputs.length; i++) {
       const t = outputs[i];
       if (!DTYPES[t.dtype]) throw new Error(`output '${model.outputNames[i]}' has dtype ${t.dtype}, not supported`);
-      const data = await t.data();
+      let data = await t.data();
+      // TF.js 4.22's cpu backend can hand back a bool->float32 Cast's output as a Uint8Array: the
+      // wire carries what the dtype says, so such data is widened to the dtype's array first
+      if (!(data instanceof DTYPES[t.dtype])) data = DTYPES[t.dtype].from(data);
       const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       headers.push({ name: model.outputNames[i], dtype: t.dtype, shape: t.shape, byteLength: buf.length });
       buffers.push(buf);
