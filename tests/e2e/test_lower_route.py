@@ -165,9 +165,10 @@ def test_own_exits_3_naming_every_op_the_lowering_lacks(tmp_path):
 
     from converter.formats.tf.lower import missing_ops
 
-    path = _onnx_with(tmp_path, "Det", "Sign", "RandomNormalLike")  # Det: [batch,3,3] -> [batch]
+    # random ops: TF.js runs none of them, so the lowering lacks them on purpose (two, to see both named)
+    path = _onnx_with(tmp_path, "Sign", "RandomNormalLike", "RandomUniformLike")
     missing = missing_ops(onnx.load(str(path)))
-    assert ("Det", 17) in missing and ("Sign", 17) not in missing  # RandomNormalLike: missing while no one adds it
+    assert missing == [("RandomNormalLike", 17), ("RandomUniformLike", 17)]
     r = convertkit("export", path, "--to", "tf", "--onnx-to-tf", "own", "-o", tmp_path / "out")
     assert r.returncode == 3, r.stderr[-2000:]
     line = r.stderr.strip().splitlines()[-1]
@@ -175,10 +176,15 @@ def test_own_exits_3_naming_every_op_the_lowering_lacks(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_auto_falls_back_to_onnx2tf_and_says_why(tmp_path):
-    """Det: TensorFlow has it, the lowering does not; the stage notes name onnx2tf and the reason."""
+def test_auto_falls_back_to_onnx2tf_and_says_why(tmp_path, monkeypatch):
+    """A lowering without Det (its handler taken out of the registry for this test only; onnx2tf and
+    TensorFlow have Det): the stage notes name onnx2tf and the reason, and the model passes."""
     need("onnx", "onnxruntime", "onnx2tf", "tensorflow")
     import converter
+    from converter.formats.tf.lower import registry
+
+    registry.discover()
+    monkeypatch.delitem(registry._TABLE, ("", "Det"))
 
     report = converter.export(str(_onnx_with(tmp_path, "Det")), to="tf", out_dir=tmp_path / "out")
     assert report.verdict == "PASSED", report.parity.summary()
