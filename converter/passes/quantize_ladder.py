@@ -40,8 +40,7 @@ class Ladder:
         self.base = Variant(q.per_channel, tuple(pre), tuple(pre.values()), rr)
         self.queue = [self.base] + ([dataclasses.replace(self.base, per_channel=True)] if not q.per_channel else [])
         if not rr and saturates_here(cpu_features()):
-            self.queue.append(dataclasses.replace(self.base, per_channel=True, reduce_range=True,
-                                                  why=self.base.why))
+            self.queue.append(dataclasses.replace(self.base, per_channel=True, reduce_range=True))
         self.loaded: dict[bool, bool] = {}
         self.best: tuple[float, Path] | None = None
         self.remedies_added = False

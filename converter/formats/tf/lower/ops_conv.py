@@ -53,16 +53,22 @@ def _to_2d(cx: Any, x: Any, win: spatial.Window, p: list, n: int) -> tuple[Any, 
     return cx.tf.expand_dims(x, 1), win.expanded(), [(0, 0), *p]
 
 
-@op("Conv", since=1)
-def conv(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+def _operands(cx: Any, node: Any, ins: list[V | None], what: str) -> tuple:
+    """(rank, spatial dims, the input channels-last, weight, its module, window, bias V) shared by
+    Conv and ConvTranspose."""
     x, w, b = (list(ins) + [None, None])[:3]
     r = x.rank
     n = r - 2
     if n not in (1, 2, 3):
-        cx.fail(node, f"{n}-D convolution is not supported (1-D, 2-D and 3-D are)")
+        cx.fail(node, f"{n}-D {what} is not supported (1-D, 2-D and 3-D are)")
     xp = cx.physical(x, channels_last(r))
     weight, m = _weights(cx, w, xp.dtype)
-    win = spatial.window(cx, node, _kernel(cx, node, weight, n))
+    return r, n, xp, weight, m, spatial.window(cx, node, _kernel(cx, node, weight, n)), b
+
+
+@op("Conv", since=1)
+def conv(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
+    r, n, xp, weight, m, win, b = _operands(cx, node, ins, "convolution")
     size = spatial.sizes(cx, xp, n)
     p = spatial.pads(cx, node, size, win)
     xp, win2, p2 = _to_2d(cx, xp, win, p, n)
@@ -195,15 +201,8 @@ def _dilate_graph(cx: Any, t: Any, factors: tuple[int, ...], first: int = 2) -> 
 
 @op("ConvTranspose", since=1)
 def conv_transpose(cx: Any, node: Any, ins: list[V | None]) -> list[V]:
-    x, w, b = (list(ins) + [None, None])[:3]
     tf = cx.tf
-    r = x.rank
-    n = r - 2
-    if n not in (1, 2, 3):
-        cx.fail(node, f"{n}-D transposed convolution is not supported (1-D, 2-D and 3-D are)")
-    xp = cx.physical(x, channels_last(r))
-    weight, m = _weights(cx, w, xp.dtype)
-    win = spatial.window(cx, node, _kernel(cx, node, weight, n))
+    r, n, xp, weight, m, win, b = _operands(cx, node, ins, "transposed convolution")
     weight = _dilate(cx, weight, m, win.dilations)  # a dilated kernel written out: no dilated transposed conv
     size = spatial.sizes(cx, xp, n)
     full = [(s - 1) * st + eff for s, st, eff in zip(size, win.strides, win.effective)]
