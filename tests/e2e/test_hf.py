@@ -231,3 +231,22 @@ def test_export_to_tfjs_passes_parity_in_the_tfjs_runtime(bert_dir, tmp_path):
     assert notes["shapes"] == "dynamic batch, other dims fixed" and notes["rewrites"][VALUE_FOLD] >= 1
     assert notes["fixed_shape"] == {name: ["batch", 4] for name in INPUTS}
     assert len(report["parity"]["outputs"]) == 1 and report["parity"]["outputs"][0]["max_abs"] < 1e-4  # logits
+
+
+def test_ids_the_source_cannot_embed_exit_2_before_any_export(bert_dir, tmp_path):
+    """Token ids past the vocabulary fail in the source model itself: the user's data is wrong, not the
+    conversion (exit 2, one line naming what was given), and nothing is written."""
+    need("torch", "transformers", "optimum")
+    import numpy as np
+
+    from fixtures.hf_models import VOCAB
+
+    feeds = tmp_path / "ids.npz"
+    np.savez(feeds, input_ids=np.full((1, 5), VOCAB + 1000, np.int64),
+             attention_mask=np.ones((1, 5), np.int64), token_type_ids=np.zeros((1, 5), np.int64))
+    r = convertkit("export", bert_dir, "--inputs", feeds, "-o", tmp_path / "o")
+    assert r.returncode == 2, r.stderr
+    line = _one_line_error(r)
+    assert line.startswith("convertkit: error: the source model does not run on these inputs: "), line
+    assert "input_ids[1,5] int64" in line and "check --input / --inputs" in line, line
+    assert not (tmp_path / "o").exists()
