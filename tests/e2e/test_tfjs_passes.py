@@ -127,6 +127,19 @@ def test_optimize_a_tfjs_model(tfjs_models, tmp_path, model, spec, dtype, ratio,
         json.loads((src / "model.json").read_text())["modelTopology"]  # the topology is untouched
 
 
+@pytest.mark.parametrize("dims", ["1,5", "1,8,8,4"])
+def test_input_the_tfjs_source_cannot_run_exits_2(tfjs_models, tmp_path, dims):
+    """A TF.js source is run on the first sample before any pass: a wrong --input is the user's error
+    (exit 2, one line naming the model's expected shape), not a failed pass, and nothing is written."""
+    need_tfjs()
+    r = convertkit("optimize", tfjs_models["cnn-graph"], "-p", "fp16", "-i", f"image:{dims}", "-o", tmp_path / "o")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("convertkit: error: the source model does not run on these inputs: TF.js"), lines[0]
+    assert "the model expects [?,16,16,3]" in lines[0] and f"it was given image[{dims}] float32" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_nodes_pattern_quantizes_only_matching_weights(tfjs_models, tmp_path):
     need_tfjs()
     import converter
