@@ -11,8 +11,8 @@ EmbedLayerNormalization); Keras, the Embedding layers an Input reaches through s
 layers; TensorFlow (SavedModel signature or frozen graph), a walk over the graph (GatherV2,
 ResourceGather, OneHot; a SavedModel's integer inputs only, as its signature is frozen for the walk);
 PyTorch, the smallest ``nn.Embedding`` for integer inputs (the module has
-no graph before export). Other formats (Hugging Face: ranges from its config; TF.js) infer nothing
-here. Inference never fails a run: a model it cannot read gets no inferred range.
+no graph before export); TF.js, from model.json (int_ranges_tfjs.py). Hugging Face: ranges from its
+config, not here. Inference never fails a run: a model it cannot read gets no inferred range.
 """
 
 from __future__ import annotations
@@ -32,7 +32,15 @@ ONNX_PASS = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Id
                        "Slice", "Tile", "Floor", "Round", "Ceil"})
 TF_PASS = frozenset({"Cast", "Reshape", "ExpandDims", "Squeeze", "Identity", "Transpose", "Floor", "Round",
                      "StridedSlice", "Tile", "BroadcastTo"})
+#: ops that pick their output from input 1 or 2 (Keras 3's Embedding wraps negative ids with
+#: ``where(ids < 0, ids + N, ids)``: the ids reach the gather through its input 2)
+TF_SELECT = frozenset({"Select", "SelectV2"})
 KERAS_PASS = frozenset({"Reshape", "Flatten", "Permute", "RepeatVector", "Cropping1D", "InputLayer"})
+
+
+def tf_passes(op: str, idx: int) -> bool:
+    """Whether a TF op carries the index values of its input ``idx`` on to its output."""
+    return (op in TF_PASS and idx == 0) or (op in TF_SELECT and idx in (1, 2))
 
 
 @dataclass(frozen=True)
@@ -231,7 +239,7 @@ def tf_ranges(graph: Any, inputs: Iterable[str]) -> dict[str, IntRange]:
     placeholders = {op.name: op for op in graph.get_operations() if op.type == "Placeholder"}
 
     def passes(op: Any, idx: int) -> str | None:
-        return op.outputs[0].name if op.type in TF_PASS and idx == 0 and op.outputs else None
+        return op.outputs[0].name if tf_passes(op.type, idx) and op.outputs else None
 
     found = []
     for name in inputs:
@@ -305,5 +313,11 @@ def _torch(src: Artifact, specs: Sequence[TensorSpec]) -> dict[str, IntRange]:
             for s in specs if s.dtype.startswith(("int", "uint"))}
 
 
+def _tfjs(src: Artifact, specs: Sequence[TensorSpec]) -> dict[str, IntRange]:
+    from .int_ranges_tfjs import tfjs_ranges
+
+    return tfjs_ranges(src, specs)
+
+
 _FINDERS: dict[str, Callable[[Artifact, Sequence[TensorSpec]], dict[str, IntRange]]] = {
-    "onnx": _onnx, "keras": _keras, "tf": _tf, "torch": _torch}
+    "onnx": _onnx, "keras": _keras, "tf": _tf, "torch": _torch, "tfjs": _tfjs}

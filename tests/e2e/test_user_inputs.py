@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, convertkit, need
+from tests.conftest import ROOT, convertkit, need, need_node
 
 
 def _mlp(path: Path, features: int = 4, dims: tuple = (1, 4)) -> Path:
@@ -276,21 +276,43 @@ def test_onnx_token_type_ids_get_the_tables_range_for_quantize(tmp_path):
     assert "the source model does not run on these inputs" in line and "token_type_embeddings/Gather" in line
 
 
-def test_keras_float_input_into_embedding_gets_whole_numbers_in_its_range(tmp_path):
+def _keras_embedding(path: Path) -> Path:
     """A Keras 3 model whose float32 Input feeds Embedding(300): standard-normal floats would be index -1."""
-    need("tensorflow", "keras", "tf2onnx", "onnxruntime")
     from converter.formats.keras.source import keras_module
 
     keras = keras_module("keras")
     keras.utils.set_random_seed(3)
     inp = keras.Input((6,), dtype="float32", name="tokens")
     x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(300, 8)(inp))
-    keras.Model(inp, keras.layers.Dense(3)(x)).save(tmp_path / "emb.keras")
-    r = convertkit("export", tmp_path / "emb.keras", "--to", "onnx", "-o", tmp_path / "out")
+    keras.Model(inp, keras.layers.Dense(3)(x)).save(path)
+    return path
+
+
+def test_keras_float_input_into_embedding_gets_whole_numbers_in_its_range(tmp_path):
+    need("tensorflow", "keras", "tf2onnx", "onnxruntime")
+    r = convertkit("export", _keras_embedding(tmp_path / "emb.keras"), "--to", "onnx", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     report = _report(tmp_path / "out")
     assert report["verdict"] == "PASSED" and report["inputs"][0]["int_range"] == [0, 300]
     assert any(n.startswith("input 'tokens' sampled in 0..300 (inferred: Embedding '") for n in report["notes"])
+
+
+@pytest.mark.parametrize("fmt", ["graph", "layers"])
+def test_a_tfjs_source_gets_its_embedding_range_from_model_json(tmp_path, fmt):
+    """`optimize` on a TF.js model: the range comes from model.json (a graph model's GatherV2 table, past
+    Keras 3's negative-id wrap; a layers model's Embedding), so fp16 is checked on ids the table has."""
+    need("tensorflow", "keras")
+    need_node()
+    src = tmp_path / "js"
+    r = convertkit("export", _keras_embedding(tmp_path / "emb.keras"), "--to", "tfjs", "--tfjs-format", fmt, "-o", src)
+    assert r.returncode == 0, r.stderr
+    r = convertkit("optimize", src, "-p", "fp16", "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "out")
+    assert report["verdict"] == "PASSED" and report["inputs"][0]["int_range"] == [0, 300]
+    why = "GatherV2 '" if fmt == "graph" else "Embedding '"
+    assert any(n.startswith(f"input 'tokens' sampled in 0..300 (inferred: {why}") for n in report["notes"]), \
+        report["notes"]
 
 
 # -- no ONNX dim or type turns into a traceback ------------------------------------------------------
