@@ -5,6 +5,9 @@ tensorflowjs reads Keras 2 (tf_keras) models only: a Keras 3 model is rebuilt in
 (keras3.py) or refused with the reason. Before writing, every layer class is checked against the
 classes the installed tfjs-layers registers (all missing ones named at once); integer inputs
 declared int64 become int32 (TF.js has no int64 tensors, and tfjs-layers cannot feed an int64 input).
+What tensorflowjs writes that tfjs-layers would refuse to load (SeparableConv2D's unused kernel_*
+config keys, weight names that are not ``<layer>/<weight>``) is rewritten by layers_fixes.py, and the
+stage's notes list each rewrite (``config_keys_dropped``, ``weights_renamed``).
 
 Stdlib at import time.
 """
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,10 @@ from ...errors import StageError, UnsupportedOpError, first_line
 from ...quiet import quiet
 from . import SHARD_BYTES
 from .graph import NARROWED
+from .layers_fixes import CONTAINERS, fix_layers_model, layers_of
 
 _LOGGERS = ("tensorflow", "absl", "tf_keras", "keras", "tensorflowjs", "h5py")
 _CLASS_RE = re.compile(r"^\s*(?:\w+\.)?className = '(\w+)'", re.M)
-#: container classes tfjs-layers deserializes itself (not registered like layers)
-_CONTAINERS = {"Functional", "Model", "Sequential"}
 
 
 def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str, Any]:
@@ -75,6 +76,8 @@ def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str,
                                  hint="use --tfjs-format graph") from exc
         with h5py.File(h5, "r") as f, quiet(*_LOGGERS):
             topology, groups = h5conv.h5_merged_saved_model_to_tfjs_format(f)
+            fixes = fix_layers_model(topology, groups, f)  # what tfjs-layers would refuse (layers_fixes.py)
+    notes.update(fixes.notes())
     changes = narrow_input_dtypes(topology.get("model_config", {}))
     if changes:
         notes["dtype_changes"] = changes
@@ -97,20 +100,10 @@ def _sample_feeds(src: Artifact) -> list[dict[str, Any]]:
     return [example, *feeds[1:]] if example else feeds
 
 
-def _layers(config: Any) -> Iterator[dict[str, Any]]:
-    """Every layer entry of a (nested) Keras model config."""
-    inner = config.get("config") if isinstance(config, dict) else None
-    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
-    for layer in layers or ():
-        if isinstance(layer, dict):
-            yield layer
-            yield from _layers(layer)
-
-
 def narrow_input_dtypes(model_config: dict[str, Any]) -> list[str]:
     """InputLayers declared with a dtype TF.js lacks (int64, float64) -> the dtype TF.js uses, in place."""
     changes = []
-    for layer in _layers(model_config):
+    for layer in layers_of(model_config):
         cfg = layer.get("config", {})
         dtype = cfg.get("dtype")
         if layer.get("class_name") == "InputLayer" and dtype in NARROWED:
@@ -162,8 +155,8 @@ def check_layer_classes(topology: dict[str, Any]) -> None:
     known = tfjs_layer_classes()
     if known is None:
         return  # validation in Node says it instead
-    used = {layer.get("class_name") for layer in _layers(topology.get("model_config", {}))}
-    missing = sorted(c for c in used if isinstance(c, str) and c not in known and c not in _CONTAINERS)
+    used = {layer.get("class_name") for layer in layers_of(topology.get("model_config", {}))}
+    missing = sorted(c for c in used if isinstance(c, str) and c not in known and c not in CONTAINERS)
     if missing:
         raise UnsupportedOpError("TF.js layers", missing,
                                  hint="tfjs-layers has no such layer classes; use --tfjs-format graph")
