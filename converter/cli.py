@@ -260,6 +260,12 @@ def inspect(model: str, weights: str | None, trust_code: bool, signature: str | 
         console.print(t)
 
 
+from .ci import cli as _ci  # noqa: E402  (click only: `convertkit run` and `convertkit cache`)
+
+main.add_command(_ci.run)
+main.add_command(_ci.cache)
+
+
 def run(argv: list[str] | None = None) -> None:
     """The ``convertkit`` console script: :func:`main`, then a quick exit. Once TensorFlow is
     loaded, the interpreter's own teardown takes about a second after the work is done; by then
