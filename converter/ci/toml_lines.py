@@ -45,6 +45,8 @@ class Lines:
             table = (*table, *inner)
         if key is not None and (table, key) in self.keys:
             return self.keys[(table, key)]
+        if key is not None and (*table, key) in self.headers:  # a table: [key] or [[key]]
+            return self.headers[(*table, key)]
         while table:
             if table in self.headers:
                 return self.headers[table]
