@@ -261,9 +261,11 @@ def inspect(model: str, weights: str | None, trust_code: bool, signature: str | 
 
 
 from .ci import cli as _ci  # noqa: E402  (click only: `convertkit run` and `convertkit cache`)
+from .doctor import doctor as _doctor  # noqa: E402  (stdlib + click: `convertkit doctor`)
 
 main.add_command(_ci.run)
 main.add_command(_ci.cache)
+main.add_command(_doctor)
 
 
 def run(argv: list[str] | None = None) -> None:
