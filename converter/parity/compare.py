@@ -27,6 +27,17 @@ OK, TOLERANCE, SHAPE, DTYPE, MISSING, NONFINITE, ERROR = "ok", "tolerance", "sha
 ALLOWED_DTYPE_CHANGES = frozenset({("int64", "int32"), ("float64", "float32")})
 
 
+#: decade edges of the |got - ref| histogram: [0, 1e-10), [1e-10, 1e-9), ... [10, top]; fixed, so that
+#: artifacts compare bin by bin (the report's HTML draws them); the top edge is max(100, largest error)
+HIST_EDGES = (0.0, *(10.0 ** k for k in range(-10, 2)))
+
+
+@dataclass
+class ErrorHistogram:
+    edges: list[float]  # len(counts) + 1, increasing; the last bin is closed
+    counts: list[int]
+
+
 @dataclass
 class OutputParity:
     name: str
@@ -47,6 +58,7 @@ class OutputParity:
     atol_needed: float | None = None  # smallest atol that passes at the tolerance's rtol
     rtol_needed: float | None = None  # smallest rtol that passes at the tolerance's atol
     message: str = ""
+    abs_error_hist: ErrorHistogram | None = None  # |got - ref| over every element of every sample
 
     @property
     def passed(self) -> bool:
@@ -147,6 +159,7 @@ def _compare_one(name: str, cname: str, refs: list, gots: list, tol: Tolerance, 
         res.max_abs = res.mean_abs = res.p99_abs = res.max_rel = 0.0
         return res
     res.max_abs, res.mean_abs, res.p99_abs = float(d.max()), float(d.mean()), float(np.percentile(d, 99))
+    res.abs_error_hist = _histogram(d, np)
     res.max_rel = float(np.max(d / np.maximum(a, 1e-12)))
     res.cosine = 1.0 if nref == 0 and ngot == 0 else float(dots / (np.sqrt(nref * ngot) or 1.0))
     if top1:
@@ -167,6 +180,16 @@ def _compare_one(name: str, cname: str, refs: list, gots: list, tol: Tolerance, 
     if problems:
         res.status, res.message = TOLERANCE, "; ".join(problems)
     return res
+
+
+def _histogram(d: Any, np: Any) -> ErrorHistogram | None:
+    """Counts of |got - ref| per decade (HIST_EDGES); NaN errors (Inf in the reference) are left out."""
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return None
+    edges = [*HIST_EDGES, max(100.0, float(d.max()))]
+    counts, _ = np.histogram(d, bins=np.asarray(edges))
+    return ErrorHistogram(edges, [int(c) for c in counts])
 
 
 def _top1_rows(r: Any, g: Any, tol: Tolerance, np: Any) -> tuple[Any, Any]:
