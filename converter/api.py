@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import isolate, registry
-from .core import Artifact, Format, TensorSpec
+from .core import OPTIONAL_INPUTS, Artifact, Format, TensorSpec
 from .deps import framework_loading
 from .errors import UsageError
 from .fsutil import atomic_dir, check_destination, work_dir
@@ -104,9 +104,7 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
     if not specs:
         raise UsageError(f"{src.label}: convertkit needs to know the model's inputs",
                          hint="give --input NAME:DIMS[:DTYPE] (repeatable) or --inputs FEEDS.npz")
-    if src.inputs and {s.name for s in specs} != {s.name for s in src.inputs}:
-        raise UsageError(f"--input names {', '.join(s.name for s in specs)} do not match the model's inputs "
-                         f"{', '.join(s.name for s in src.inputs)}", hint="use the model's input names")
+    notes.extend(_check_input_names(src, specs))
     found = int_ranges.inferred(src, specs)
     specs = tuple(_with_int_range(s, None if s.name in user_ranges else found.get(s.name)) for s in specs)
     notes.extend(found[s.name].note() for s in specs if s.name in found and s.name not in user_ranges)
@@ -123,6 +121,21 @@ def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | 
     meta = {**src.meta, "example": feed_list[0], GIVEN: 1 if user_feeds is not None else 0,
             SIZES: (plan_list, seed)}
     return src.with_(inputs=specs, meta=meta), feed_list, notes
+
+
+def _check_input_names(src: Artifact, specs: Sequence[TensorSpec]) -> list[str]:
+    """UsageError unless ``specs`` name the model's inputs, or name at least one of the tensors it can
+    also be fed (``OPTIONAL_INPUTS``: a frozen TF graph's PlaceholderWithDefault nodes) and nothing
+    else. Returns a note for each such tensor: fed, or computing its default."""
+    optional = dict(src.meta.get(OPTIONAL_INPUTS) or {})
+    names, own = {s.name for s in specs}, {s.name for s in src.inputs}
+    if src.inputs and names != own and not (names & optional.keys() and names <= own | optional.keys()):
+        extra = f" (or tensors it can be fed: {', '.join(optional)})" if optional else ""
+        raise UsageError(f"--input names {', '.join(s.name for s in specs)} do not match the model's inputs "
+                         f"{', '.join(s.name for s in src.inputs)}{extra}", hint="use the model's input names")
+    return [f"{name}, {what}: fed as an input (--input)" if name in names else
+            f"{name}, {what}: not fed, so it computes its default (to feed it, name it with --input)"
+            for name, what in optional.items()]
 
 
 def reference_checker(src: Artifact, feed_list: list[dict[str, Any]], notes: list[str], *, check: bool,

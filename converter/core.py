@@ -115,6 +115,10 @@ KNOWN_WRONG = "known_wrong"
 #: artifact meta key: {ONNX node name: where it comes from in the source model}. In memory only, for
 #: error messages: meta keys that start with "_" stay out of the report (a BERT has thousands of nodes)
 SOURCE_MAP = "_source_map"
+#: source artifact meta key: {name: what it is} for tensors the model computes unless they are fed,
+#: which ``--input`` may name besides (or instead of) its inputs: a frozen TF graph's
+#: PlaceholderWithDefault nodes (formats/tf/source.py). Unnamed, they are not inputs.
+OPTIONAL_INPUTS = "optional_inputs"
 
 
 def reported_meta(meta: Mapping[str, Any]) -> dict[str, Any]:

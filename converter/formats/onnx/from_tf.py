@@ -59,13 +59,15 @@ class TfToOnnx(Export):
         tf = require("tensorflow")
         from ..tf.runner import is_frozen, tf_callable
 
+        notes: dict[str, Any] = {}
         if is_frozen(src):
-            graph_def, in_t, out_t, in_names, out_names = _frozen_graph(src, tf)
+            graph_def, in_t, out_t, in_names, out_names, defaults = _frozen_graph(src, tf)
+            notes.update(defaults.notes())
         else:
             call = tf_callable(src, tf)
             graph_def, in_t, out_t = freeze(call, src.inputs, tf)
             in_names, out_names = call.input_names, call.output_names
-        return convert_graph_def(graph_def, in_t, out_t, in_names, out_names, src, out_dir, self.opset, tf)
+        return convert_graph_def(graph_def, in_t, out_t, in_names, out_names, src, out_dir, self.opset, tf, notes=notes)
 
 
 def freeze(call: Any, specs: tuple[TensorSpec, ...], tf: Any) -> tuple[Any, list[str], list[str]]:
@@ -92,7 +94,7 @@ def _tf_shape(spec: TensorSpec) -> list[int | None]:
     return [d if isinstance(d, int) else None for d in spec.shape or ()]
 
 
-def _frozen_graph(src: Artifact, tf: Any) -> tuple[Any, list[str], list[str], tuple[str, ...], tuple[str, ...]]:
+def _frozen_graph(src: Artifact, tf: Any) -> tuple[Any, list[str], list[str], tuple[str, ...], tuple[str, ...], Defaults]:
     from ..tf.common import strip_port, tensor_name
     from ..tf.source import check_tensors, load_graph_def
 
@@ -102,12 +104,56 @@ def _frozen_graph(src: Artifact, tf: Any) -> tuple[Any, list[str], list[str], tu
     wanted = [o.name for o in src.outputs]
     check_tensors(graph_def, in_names, "input", src.label)
     check_tensors(graph_def, wanted, "output", src.label)
+    defaults = resolve_defaults(graph_def, {strip_port(n) for n in in_names})
     return (graph_def, [tensor_name(n) for n in in_names], [tensor_name(n) for n in wanted], in_names,
-            tuple(strip_port(n) for n in wanted))
+            tuple(strip_port(n) for n in wanted), defaults)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """A frozen graph's PlaceholderWithDefault nodes, as resolve_defaults treated them."""
+
+    used: tuple[str, ...] = ()  # not fed: each computes its default (an Identity of it)
+    fed: tuple[str, ...] = ()  # named by --input: each is a Placeholder, an input of the ONNX model
+
+    def notes(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in (("defaults_used", self.used), ("defaults_fed", self.fed)) if v}
+
+
+def resolve_defaults(graph_def: Any, fed: set[str]) -> Defaults:
+    """TF semantics for PlaceholderWithDefault, in place: one that is not fed is its default tensor
+    (-> ``Identity``), one that is fed is an input (-> ``Placeholder`` of its dtype and shape).
+
+    tf2onnx refuses one whose default is not a constant ("non-const default value for
+    PlaceholderWithDefault", a retrained Inception graph's ``bottleneck``). Its own remedy, the
+    ``use_default`` / ``ignore_default`` lists of ``tfonnx.process_tf_graph`` (CLI ``--use_default``
+    / ``--ignore_default``), does exactly these two rewrites (``tf_utils.tflist_to_onnx``), but
+    ``tf2onnx.convert.from_graph_def`` (1.17), which convertkit calls, does not pass them through:
+    using them would mean re-implementing from_graph_def's freeze-and-optimize steps around
+    process_tf_graph. Rewriting the GraphDef before from_graph_def is the same operation, one step
+    earlier, so that tf2onnx's grappler pass also prunes what a fed node cuts off."""
+    used, taken = [], []
+    for node in graph_def.node:
+        if node.op != "PlaceholderWithDefault":
+            continue
+        dtype = node.attr["dtype"].type
+        if node.name in fed:
+            node.op = "Placeholder"
+            del node.input[:]  # neither its default nor control inputs: a fed input depends on nothing
+            taken.append(node.name)
+        else:
+            node.op = "Identity"
+            for attr in ("dtype", "shape"):
+                if attr in node.attr:
+                    del node.attr[attr]
+            node.attr["T"].type = dtype
+            used.append(node.name)
+    return Defaults(tuple(used), tuple(taken))
 
 
 def convert_graph_def(graph_def: Any, in_t: list[str], out_t: list[str], in_names: tuple[str, ...],
-                      out_names: tuple[str, ...], src: Artifact, out_dir: Path, opset: int, tf: Any) -> Artifact:
+                      out_names: tuple[str, ...], src: Artifact, out_dir: Path, opset: int, tf: Any,
+                      notes: dict[str, Any] | None = None) -> Artifact:
     tf2onnx = require("tf2onnx")
     onnx = require("onnx")
     from ..tf.graphdef import rewrite_erfc
@@ -132,6 +178,7 @@ def convert_graph_def(graph_def: Any, in_t: list[str], out_t: list[str], in_name
     meta: dict[str, Any] = {"converter": f"tf2onnx {tf2onnx.__version__}", "opset": opset}
     if rewritten:
         meta["rewrites"] = {"Erfc -> 1 - Erf": rewritten}
+    meta.update(notes or {})
     return Artifact(FORMAT, path, inputs, outputs, meta=meta)
 
 

@@ -70,6 +70,14 @@ def _frozen_callable(artifact: Artifact, tf: Any) -> TfCallable:
         raise InputError(f"{artifact.label}: a frozen graph needs its input and output tensor names",
                          hint="give --input NAME:DIMS[:DTYPE] and --output-names a,b")
 
+    from .source import unfed_inputs
+
+    unfed = unfed_inputs(graph_def, {strip_port(n) for n in names}, wanted)
+    if unfed:  # --input named a PlaceholderWithDefault to feed, and an output still needs what it cut off
+        raise InputError(f"{artifact.label}: the outputs {', '.join(wanted)} need input(s) {', '.join(unfed)}, "
+                         f"which --input does not name", hint=f"add --input {unfed[0]}:DIMS, or ask for outputs "
+                                                              f"that only the fed tensors compute (--output-names)")
+
     def _import() -> None:
         tf.compat.v1.import_graph_def(graph_def, name="")
 

@@ -3,8 +3,11 @@
 Kinds: ``saved_model`` (a SavedModel directory; one of its signatures, ``serving_default`` unless
 ``signature=`` names another) and ``frozen_graph`` (a ``GraphDef`` ``.pb`` with its variables
 folded into constants; inputs are its Placeholders, outputs the tensors ``--output-names`` names,
-else the nodes nothing reads). A Keras SavedModel (with ``keras_metadata.pb``) is the keras
-format's, and a SavedModel's own ``saved_model.pb`` given as a file opens its directory.
+else the nodes nothing reads). A frozen graph's PlaceholderWithDefault nodes are not inputs: unfed,
+TensorFlow computes their default, and so does every export; ``--input`` may name them
+(``meta[OPTIONAL_INPUTS]``) to feed them instead, as a retrained Inception graph's ``bottleneck``.
+A Keras SavedModel (with ``keras_metadata.pb``) is the keras format's, and a SavedModel's own
+``saved_model.pb`` given as a file opens its directory.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...core import Artifact, TensorSpec
+from ...core import OPTIONAL_INPUTS, Artifact, TensorSpec
 from ...deps import require
 from ...errors import InputError, UsageError, first_line
 from ...quiet import quiet
@@ -121,13 +124,43 @@ def load_graph_def(p: Path) -> Any:
 def _open_frozen(p: Path, output_names: tuple[str, ...]) -> Artifact:
     graph_def = load_graph_def(p)
     inputs = tuple(_placeholder_spec(n) for n in placeholders(graph_def))
-    if not inputs:
+    optional = with_defaults(graph_def)
+    if not inputs and not optional:
         raise InputError(f"{p} has no Placeholder nodes: the graph takes no inputs convertkit can feed")
     names = list(output_names) or unconsumed(graph_def)
     check_tensors(graph_def, names, "output", p)
     outputs = tuple(TensorSpec(strip_port(name), None, "float32") for name in names)
-    return Artifact(FORMAT, p, inputs, outputs, meta={"kind": "frozen_graph", "source": str(p), "signature": None},
-                    obj=graph_def)
+    meta = {"kind": "frozen_graph", "source": str(p), "signature": None, OPTIONAL_INPUTS: optional}
+    return Artifact(FORMAT, p, inputs, outputs, meta=meta, obj=graph_def)
+
+
+def with_defaults(graph_def: Any) -> dict[str, str]:
+    """The graph's PlaceholderWithDefault nodes: {name: what they are, with their default tensor}."""
+    found = {}
+    for node in graph_def.node:
+        if node.op == "PlaceholderWithDefault":
+            shape = _placeholder_spec(node).shape
+            dims = "?" if shape is None else ",".join("?" if d is None else str(d) for d in shape)
+            default = next((i for i in node.input if not i.startswith("^")), "?")
+            found[node.name] = f"a PlaceholderWithDefault [{dims}] whose default is {default}"
+    return found
+
+
+def unfed_inputs(graph_def: Any, fed: set[str], outputs: list[str] | tuple[str, ...]) -> list[str]:
+    """Placeholders the ``outputs`` (``node`` or ``node:N``) depend on that are not in ``fed`` (node
+    names). A fed node cuts off what it reads (a fed PlaceholderWithDefault, its default); an unfed
+    PlaceholderWithDefault reads its default."""
+    nodes = {n.name: n for n in graph_def.node}
+    stack, seen, missing = [tensor_name(o).rpartition(":")[0] for o in outputs], set(), []
+    while stack:
+        name = stack.pop()
+        if name in seen or name in fed or name not in nodes:
+            continue
+        seen.add(name)
+        if nodes[name].op == "Placeholder":
+            missing.append(name)
+        stack.extend(i.lstrip("^").split(":")[0] for i in nodes[name].input)
+    return sorted(missing)
 
 
 def check_tensors(graph_def: Any, names: list[str] | tuple[str, ...], what: str, where: Path | str) -> None:
