@@ -21,8 +21,8 @@ from tests.conftest import need_node, ROOT, convertkit, need
 
 TRAIN = Path(__file__).with_name("tfjs_train.mjs")
 #: the source forms convertkit reads as Keras models (the others are plain TensorFlow)
-KERAS_FORMS = {("keras_cnn", "h5"), ("keras_cnn", "saved_model")} | {
-    (name, "keras") for name, forms in TF_FORMS.items() if "keras" in forms}
+KERAS_FORMS = {("keras_cnn", "saved_model")} | {
+    (name, form) for name, forms in TF_FORMS.items() for form in forms if form in ("keras", "h5")}
 CASES = [(name, form, "graph") for name, forms in TF_FORMS.items() for form in forms]
 CASES += [(name, form, "layers") for name, form in sorted(KERAS_FORMS) if name != "keras_lambda"]
 
