@@ -1,8 +1,18 @@
 """Run a Keras model in Keras (``model(x, training=False)``): named numpy feeds in, named numpy
-outputs out, named by the output layers (dict keys for a dict-output model), as TF.js names them."""
+outputs out, named by the output layers (dict keys for a dict-output model), as TF.js names them.
+
+A Keras 3 model is called inside ``keras.StatelessScope``: the call then writes no variable.
+Keras 3's RNN layers draw their dropout masks on every call, in inference too (``RNN.call`` ->
+``_maybe_config_dropout_masks`` -> ``SeedGenerator.next``, an ``AssignVariableOp`` on the seed
+state), though ``training=False`` never applies them. Traced, that write made a function that
+cannot be frozen ("Input 0 of node .../lstm/AssignVariableOp was passed int64 ... expected
+resource"); in the scope the write is only recorded, and the traced function is stateless. Reads
+are unchanged (no state mapping is given: every variable reads its own value).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,7 +60,8 @@ def keras_callable(artifact: Artifact, tf: Any) -> TfCallable:
             x: Any = dict(zip(native_in, xs))
         else:
             x = xs[0] if len(xs) == 1 else xs
-        return flatten(model(x, training=False), native_out)
+        with stateless(model):
+            return flatten(model(x, training=False), native_out)
 
     pairs = select_outputs(native_out, [o.name for o in artifact.outputs])
     index = {n: i for i, n in enumerate(native_out)}
@@ -60,6 +71,16 @@ def keras_callable(artifact: Artifact, tf: Any) -> TfCallable:
         return [outs[index[k]] for k, _ in pairs]
 
     return TfCallable(call, names, tuple(n for _, n in pairs), keep=model)
+
+
+def stateless(model: Any) -> contextlib.AbstractContextManager[Any]:
+    """``keras.StatelessScope()`` for a Keras 3 model (variable writes recorded, not made); a no-op
+    context for a tf_keras model (its RNNs make no dropout masks at inference)."""
+    if not any(c.__module__.split(".")[0] == "keras" for c in type(model).__mro__):
+        return contextlib.nullcontext()
+    import keras
+
+    return keras.StatelessScope()
 
 
 def flatten(result: Any, names: list[str]) -> list[Any]:

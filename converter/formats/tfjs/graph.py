@@ -90,7 +90,7 @@ def write_from_callable(fn: Any, input_names: Sequence[str], specs: Sequence[Ten
     ``output_names`` order), freeze it and write a graph model to ``out_dir``. Returns notes
     for the artifact's meta. ``metadata``: convertkit's entry of model.json's userDefinedMetadata."""
     tf = require("tensorflow")
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from .freeze import StatefulModel, freeze
 
     by_name = {s.name: s for s in specs}
     taken: set[str] = set()
@@ -107,18 +107,25 @@ def write_from_callable(fn: Any, input_names: Sequence[str], specs: Sequence[Ten
     try:
         with quiet(*_TF_LOGGERS):
             concrete = tf.function(traced, input_signature=sig, autograph=False).get_concrete_function()
-            frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=True, aggressive_inlining=True)
+            result = freeze(concrete)
+    except StatefulModel as exc:
+        raise StageError(stage, str(exc), hint="convert to onnx, or save the model without the state it "
+                         "updates (an RNN with stateful=False)") from exc
     except Exception as exc:
         raise StageError(stage, f"could not trace and freeze the model: {first_line(exc, with_type=True)}",
                          hint="the model must be traceable by tf.function with the given input shapes") from exc
+    frozen = result.function
     graph_def = frozen.graph.as_graph_def()
     in_tensors = [t.name for t in frozen.inputs if t.dtype != tf.resource]
     out_tensors = [t.name for t in frozen.outputs]
     if len(in_tensors) != len(input_names) or len(out_tensors) != len(output_names):
         raise StageError(stage, f"the frozen graph has {len(in_tensors)} inputs / {len(out_tensors)} outputs; "
                          f"expected {len(input_names)} / {len(output_names)}")
-    return write_graph_def(graph_def, list(zip(input_names, in_tensors)), list(zip(output_names, out_tensors)),
-                           out_dir, metadata=metadata)
+    notes = write_graph_def(graph_def, list(zip(input_names, in_tensors)), list(zip(output_names, out_tensors)),
+                            out_dir, metadata=metadata)
+    if result.dropped_writes:  # e.g. Keras 3 RNN dropout masks drawn at inference (freeze.py)
+        notes.setdefault("rewrites", {})["variable writes no output reads, dropped"] = result.dropped_writes
+    return notes
 
 
 def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]],
@@ -128,7 +135,8 @@ def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: 
     model.json's ``userDefinedMetadata.convertkit``."""
     tf = require("tensorflow")
     from ..tf.graphdef import rewrite_erfc
-    from .graph_fixes import bias_add_only_for_vectors, fix_control_edges, unfuse_activations, untranspose_fused_matmul
+    from .graph_fixes import (bias_add_only_for_vectors, fix_control_edges, reverse_bool_as_int32, unfuse_activations,
+                              untranspose_fused_matmul)
 
     notes: dict[str, Any] = {}
     rewrites: dict[str, int] = {}
@@ -166,6 +174,9 @@ def write_graph_def(graph_def: Any, inputs: Sequence[tuple[str, str]], outputs: 
     untransposed = untranspose_fused_matmul(optimized)
     if untransposed:
         rewrites["fused MatMul operand transposed beforehand (TF.js wasm gets transpose_b wrong)"] = untransposed
+    reversed_bool = reverse_bool_as_int32(optimized)
+    if reversed_bool:
+        rewrites["bool ReverseV2 run on int32 (TF.js wasm cannot reverse bool)"] = reversed_bool
     rewrites.update(fix_control_edges(optimized))
     if rewrites:
         notes["rewrites"] = rewrites

@@ -172,3 +172,33 @@ def fix_control_edges(graph_def: Any) -> dict[str, int]:
     if guarded:
         notes["Const with control inputs -> Identity(Const)"] = len(guarded)
     return notes
+
+
+def reverse_bool_as_int32(graph_def: Any) -> int:
+    """TF.js's wasm kernel for ``Reverse`` copies 4-byte elements whatever the dtype: on a bool tensor
+    (1 byte an element) it reads past the buffer and aborts the runtime ("Aborted()", tfjs 4.22; its
+    cpu kernel is right). Keras 3's masked RNNs that run backwards (``Bidirectional``, ``go_backwards``)
+    reverse their bool mask. Reverse bool tensors as int32 between two Casts instead, in place: the
+    Cast back to bool keeps the node's name for its consumers. Returns how many."""
+    from ...deps import require
+
+    tf = require("tensorflow")
+    bool_, int32 = tf.bool.as_datatype_enum, tf.int32.as_datatype_enum
+    count = 0
+    for node in list(graph_def.node):
+        if node.op != "ReverseV2" or node.attr["T"].type != bool_:
+            continue
+        name = node.name
+        to_int = graph_def.node.add()
+        to_int.name, to_int.op = f"{name}/to_int32", "Cast"
+        to_int.input.append(node.input[0])
+        to_int.attr["SrcT"].type, to_int.attr["DstT"].type = bool_, int32
+        node.name = f"{name}/int32"
+        node.input[0] = to_int.name
+        node.attr["T"].type = int32
+        back = graph_def.node.add()
+        back.name, back.op = name, "Cast"
+        back.input.append(node.name)
+        back.attr["SrcT"].type, back.attr["DstT"].type = int32, bool_
+        count += 1
+    return count
