@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,6 +69,8 @@ def translate(obj: Any, tf_keras: Any, dropped: dict[str, list[str]]) -> Any:
     cls = obj.get("class_name")
     cfg = out.get("config")
     if isinstance(cls, str) and isinstance(cfg, dict):
+        if cls == "Bidirectional":
+            _mirrored_backward_layer(cfg)
         if cls == "InputLayer":
             if "batch_shape" in cfg:
                 cfg["batch_input_shape"] = cfg.pop("batch_shape")
@@ -85,6 +88,29 @@ def translate(obj: Any, tf_keras: Any, dropped: dict[str, list[str]]) -> Any:
         if isinstance(out.get(key), list) and out[key] and isinstance(out[key][0], str):
             out[key] = [out[key]]  # Keras 3 writes a single input/output flat
     return out
+
+
+def _mirrored_backward_layer(cfg: dict[str, Any]) -> None:
+    """Drop a Bidirectional's ``backward_layer`` when it mirrors ``layer``, in place. Keras 3 always
+    writes both; tfjs-layers reads ``layer`` only and builds the backward layer from it, named
+    ``backward_`` + the forward layer's name, and tf_keras does the same when there is no
+    ``backward_layer``. Given one, tf_keras names it ``backward_`` + its own name, and TF.js finds
+    no variable for those weights ("Provided weight data has no target variable:
+    bilstm/backward_backward_lstm/lstm_cell/kernel")."""
+    forward, backward = cfg.get("layer"), cfg.pop("backward_layer", None)
+    if backward is None:
+        return
+
+    def core(layer: Any, flip: bool) -> Any:
+        if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
+            return layer
+        config = {k: v for k, v in layer["config"].items() if k != "name"}
+        config["go_backwards"] = bool(config.get("go_backwards")) != flip
+        return {"class_name": layer.get("class_name"), "config": config}
+
+    if core(forward, False) != core(backward, True):
+        raise NotRebuildable(f"Bidirectional '{cfg.get('name')}' has a backward layer of its own; TF.js layers "
+                             "builds the backward layer from the forward one")
 
 
 def _node(node: Any, class_name: Any, tf_keras: Any) -> list[Any]:
@@ -185,7 +211,10 @@ def _compare(model: Any, rebuilt: Any, feeds: Sequence[Mapping[str, Any]], names
         xs = [feed[n] for n in names]
         arg = xs[0] if len(xs) == 1 else xs
         want = tf.nest.flatten(model(arg, training=False))
-        got = tf.nest.flatten(rebuilt(arg, training=False))
+        try:
+            got = tf.nest.flatten(rebuilt(arg, training=False))
+        except Exception as exc:  # the Keras 3 model ran these samples: the rebuild differs
+            raise NotRebuildable(_run_failure(exc)) from exc
         if len(want) != len(got):
             raise NotRebuildable(f"the rebuilt model has {len(got)} outputs, the Keras 3 model {len(want)}")
         for w, g in zip(want, got):
@@ -198,5 +227,16 @@ def _compare(model: Any, rebuilt: Any, feeds: Sequence[Mapping[str, Any]], names
                 raise NotRebuildable(f"the tf_keras rebuild computes something else (max abs diff {worst:.3g}): "
                                      "a layer behaves differently in Keras 2")
     return worst
+
+
+def _run_failure(exc: Exception) -> str:
+    """Why the rebuild could not run samples the Keras 3 model ran, on one line."""
+    text = str(exc)
+    bad_id = re.search(r"indices\[[\d,]*\] = (-?\d+) is not in \[0, (\d+)\)", text)
+    if bad_id and "Embedding" in text:  # ops.take wraps negative ids; tf.nn.embedding_lookup and TF.js do not
+        rows = bad_id.group(2)
+        return (f"an Embedding of {rows} rows gets id {bad_id.group(1)}: Keras 3 wraps negative ids, tf_keras and "
+                f"TF.js layers models do not (give ids in 0..{rows})")
+    return f"the tf_keras rebuild cannot run the samples ({first_line(exc, with_type=True, limit=240)})"
 
 
