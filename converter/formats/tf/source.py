@@ -203,4 +203,6 @@ def describe(artifact: Artifact) -> dict[str, Any]:
 
         info["nodes"] = len(artifact.obj.node)
         info["ops"] = op_counts(artifact.obj)
+        if artifact.meta.get(OPTIONAL_INPUTS):  # not inputs, but --input may name them to feed them
+            info["inputs_with_defaults"] = dict(artifact.meta[OPTIONAL_INPUTS])
     return info
