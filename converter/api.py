@@ -147,7 +147,8 @@ def reference_checker(src: Artifact, feed_list: list[dict[str, Any]], notes: lis
     (parity.sizes). Returns the source (its example: the first sample), the samples kept and the
     Checker primed with the source's outputs."""
     plan_list, seed = src.meta.get(SIZES) or ([], 0)
-    if len(plan_list) > 1:  # sizes convertkit chose for dynamic dims: the next plan where the source fails
+    if len(plan_list) > 1 or (plan_list and sizes_mod.spatial_names(src.inputs, src.format.name)):
+        # sizes convertkit chose for dynamic dims: the next plan where the source fails; none: exit 2 naming them
         ref, used = reference_mod.run_sized(src, feed_list, plan_list, functools.partial(
             _sized_feeds, src.inputs, len(feed_list), seed), check=check)
         if used is not None and used.sizes:

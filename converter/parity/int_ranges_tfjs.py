@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core import Artifact, TensorSpec
 from .int_ranges import KERAS_PASS, IntRange, _reach, _smallest, tf_passes
+from .strides import inbound_layers
 
 _ITEMSIZE = {"float32": 4, "int32": 4, "bool": 1, "uint8": 1, "uint16": 2, "float16": 2, "complex64": 8}
 
@@ -125,7 +126,7 @@ def layers_ranges(topology: Mapping[str, Any], inputs: Sequence[str]) -> dict[st
     consumers: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for layer in layers:
         for inbound in layer.get("inbound_nodes", []):
-            for src in _inbound_layers(inbound):
+            for src in inbound_layers(inbound):
                 consumers[src].append(layer)
     found = []
     for name in inputs:
@@ -158,19 +159,3 @@ def _embedding(input_name: str, layer: Mapping[str, Any]) -> list[IntRange]:
         return []
     name = layer.get("config", {}).get("name", layer.get("name"))
     return [IntRange(input_name, 0, rows, f"Embedding '{name}' of {rows} rows")]
-
-
-def _inbound_layers(inbound: Any) -> list[str]:
-    """Layer names an inbound node reads: Keras 2 lists ``[[name, node, tensor, kwargs], ...]``."""
-    if isinstance(inbound, Mapping):  # a Keras 3 record that reached model.json as is
-        args = inbound.get("args", [])
-        return [h["config"]["keras_history"][0] for h in _flat_history(args)]
-    return [e[0] for e in inbound if isinstance(e, list) and e and isinstance(e[0], str)]
-
-
-def _flat_history(x: Any) -> list[Mapping[str, Any]]:
-    if isinstance(x, Mapping):
-        return [x] if "keras_history" in x.get("config", {}) else []
-    if isinstance(x, list):
-        return [h for item in x for h in _flat_history(item)]
-    return []

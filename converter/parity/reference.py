@@ -150,8 +150,6 @@ def run_sized(src: Artifact, feeds: Sequence[Mapping[str, Any]], plans: Sequence
     """:func:`run_reference` on ``feeds`` (made with ``plans[0]``), then on the feeds of each next
     plan while the source cannot run them (parity.sizes). Returns the reference and the plan used
     (None: only one plan). When none works: exit 2 naming the inputs and dims to give."""
-    if len(plans) < 2:
-        return run_reference(src, feeds, check=check), None
     errors = []
     for i, plan in enumerate(plans):
         try:

@@ -2,8 +2,8 @@
 
 Without data, convertkit picks the sizes of dynamic dims itself (``inputs.DYNAMIC_SIZES``: 2, 3,
 1, ...). A detector that wants H and W as multiples of 32, or a head with anchors for 320x320, fails
-at those. So, for the spatial dims of image-like inputs (axes 2.. of a 3- to 5-D input, NCHW),
-plans are tried in this order:
+at those. So, for the spatial dims of image-like inputs (axes 2.. of a 3- to 5-D input, NCHW;
+axes 1..-2 for the channels-last formats: Keras, TF, TF.js), plans are tried in this order:
 
 1. the sizes in the model's own metadata (ONNX ``metadata_props`` such as ``imgsz`` = ``[320, 320]``,
    as Ultralytics writes it; ``image_size``, ``input_size``, ``img_size``);
@@ -12,8 +12,9 @@ plans are tried in this order:
 3. the small default sizes.
 
 The first plan the source runs on all samples is used, and the report says which. When none works,
-exit 2 names the inputs and dims to give with ``--input`` and shows the runtime's error. Only ONNX
-sources have a graph to read here; the others try the small sizes, and say the same when they fail.
+exit 2 names the inputs and dims to give with ``--input`` and shows the runtime's error. The total
+stride is read from ONNX, Keras and TF.js graphs (parity.strides); other sources (a SavedModel, a
+PyTorch module before export) try the small sizes, and say the same when they fail.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import Artifact, TensorSpec
+from . import strides
 from .inputs import DYNAMIC_SIZES
 
-STRIDED = frozenset({"Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool", "ConvTranspose"})
 _META_KEYS = ("imgsz", "image_size", "img_size", "input_size", "imagesize")
 
 
@@ -42,12 +43,17 @@ class SizePlan:
         return self.sizes[i % len(self.sizes)] if self.sizes else {}
 
 
-def spatial_names(specs: Sequence[TensorSpec]) -> list[str]:
-    """Dynamic dim names on the spatial axes (2..) of 3- to 5-D inputs."""
+#: formats whose image inputs are channels-last (NHWC): spatial dims are axes 1..-2, not 2..
+CHANNELS_LAST = frozenset({"keras", "tf", "tfjs"})
+
+
+def spatial_names(specs: Sequence[TensorSpec], fmt: str = "onnx") -> list[str]:
+    """Dynamic dim names on the spatial axes of 3- to 5-D inputs (2.. for NCHW; 1..-2 for a
+    channels-last format)."""
     names: list[str] = []
     for s in specs:
         if s.shape is not None and 3 <= len(s.shape) <= 5:
-            for d in s.shape[2:]:
+            for d in (s.shape[1:-1] if fmt in CHANNELS_LAST else s.shape[2:]):
                 if isinstance(d, str) and d not in names:
                     names.append(d)
     return names
@@ -56,27 +62,43 @@ def spatial_names(specs: Sequence[TensorSpec]) -> list[str]:
 def plans(src: Artifact, specs: Sequence[TensorSpec]) -> list[SizePlan]:
     """The plans to try, best first; the last is always the small default sizes."""
     default = SizePlan("the small default sizes")
-    spatial = spatial_names(specs)
-    if not spatial or src.format.name != "onnx" or src.path is None:
+    spatial = spatial_names(specs, src.format.name)
+    if not spatial:
         return [default]
     try:
-        from ..formats.onnx import load_proto, model_path
-
-        model = load_proto(model_path(src.path), weights=False)
+        meta, stride = _read(src)
     except Exception:  # a model this cannot read: the default sizes, and the runtime says the rest
         return [default]
     out = []
-    meta = metadata_size(model)
     if meta:
         sizes = {n: meta[min(i, len(meta) - 1)] for i, n in enumerate(spatial[-2:])}
         out.append(SizePlan(f"the sizes in the model's metadata ({', '.join(f'{k}={v}' for k, v in sizes.items())})",
                             (sizes,), meta[0]))
-    stride = total_stride(model)
     if stride > 1:
         per_sample = tuple({n: stride * (base + k) for k, n in enumerate(spatial)} for base in DYNAMIC_SIZES)
         out.append(SizePlan(f"multiples of {stride}, the total stride of the graph's Conv/pooling nodes "
                             f"({', '.join(spatial)})", per_sample, stride * 10))
     return [*out, default]
+
+
+def _read(src: Artifact) -> tuple[list[int], int]:
+    """The sizes in the model's metadata and its total stride (parity.strides), per format."""
+    fmt = src.format.name
+    if fmt == "onnx" and src.path is not None:
+        from ..formats.onnx import load_proto, model_path
+
+        model = load_proto(model_path(src.path), weights=False)
+        return metadata_size(model), strides.onnx_stride(model)
+    if fmt == "keras" and src.obj is not None:
+        return [], strides.keras_stride(src.obj.get_config())
+    if fmt == "tfjs" and src.path is not None:
+        from ..formats.tfjs import model_dir, read_model_json
+
+        topology = read_model_json(model_dir(src.path)).get("modelTopology") or {}
+        if "node" in topology:
+            return [], strides.tfjs_graph_stride(topology["node"])
+        return [], strides.keras_stride(topology.get("model_config", topology))
+    return [], 1
 
 
 def metadata_size(model: Any) -> list[int]:
@@ -86,21 +108,6 @@ def metadata_size(model: Any) -> list[int]:
             if nums:
                 return nums[-2:]
     return []
-
-
-def total_stride(model: Any) -> int:
-    """The largest product of strides along any path from the inputs (nodes are in topological order)."""
-    stride: dict[str, int] = {}
-    best = 1
-    for node in model.graph.node:
-        s = max((stride.get(i, 1) for i in node.input if i), default=1)
-        if node.op_type in STRIDED and node.op_type != "ConvTranspose":
-            strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [])
-            s *= max(strides, default=1)
-        for o in node.output:
-            stride[o] = s
-        best = max(best, s)
-    return best
 
 
 def example_input(specs: Sequence[TensorSpec], names: Sequence[str], plan_list: Sequence[SizePlan]) -> str:

@@ -394,6 +394,42 @@ def test_dynamic_hw_sized_as_multiples_of_the_total_stride(tmp_path):
             in report["notes"])
 
 
+def _keras_unet(path: Path) -> Path:
+    """Channels-last U-Net: stride 2, 2 and a 2x2 pool, upsampled back and concatenated with the skips:
+    H and W must be multiples of 8."""
+    from converter.formats.keras.source import keras_module
+
+    keras = keras_module("keras")
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((None, None, 3), name="image")
+    x1 = layers.Conv2D(4, 3, strides=2, padding="same")(inp)
+    x2 = layers.Conv2D(4, 3, strides=2, padding="same")(x1)
+    up = layers.UpSampling2D(2)(layers.MaxPooling2D(2)(x2))
+    up = layers.UpSampling2D(2)(layers.Concatenate()([up, x2]))
+    keras.Model(inp, layers.Conv2D(2, 1)(layers.Concatenate()([up, x1]))).save(path)
+    return path
+
+
+def test_channels_last_sources_sized_as_multiples_of_their_stride(tmp_path):
+    """Keras (from its config) and the TF.js model made of it (from model.json: named dims, graph strides)."""
+    need("tensorflow", "keras")
+    need_node()
+    note = "dynamic dims sized to multiples of 8, the total stride of the graph's Conv/pooling nodes (d1, d2)"
+    r = convertkit("export", _keras_unet(tmp_path / "unet.keras"), "--to", "tfjs", "-o", tmp_path / "js")
+    assert r.returncode == 0, r.stderr
+    assert note in _report(tmp_path / "js")["notes"]
+    r = convertkit("optimize", tmp_path / "js", "-p", "fp16", "-o", tmp_path / "js16")
+    assert r.returncode == 0, r.stderr
+    report = _report(tmp_path / "js16")
+    assert report["verdict"] == "PASSED" and note in report["notes"]
+    assert report["inputs"][0]["shape"] == ["batch", "d1", "d2", 3]
+    # sizes given that the model does not take: the user's to fix, with the model's own error
+    line = _one_error_line(convertkit("optimize", tmp_path / "js", "-p", "fp16", "-i", "image:1,12,12,3",
+                                      "-o", tmp_path / "bad"), 2)
+    assert line.startswith("convertkit: error: the source model does not run on these inputs: TF.js"), line
+
+
 def test_sizes_from_the_models_metadata(tmp_path):
     need("onnx", "onnxruntime")
     src = _detector(tmp_path / "anchors.onnx", anchors=20, meta={"imgsz": "[40, 40]"})

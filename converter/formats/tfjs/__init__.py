@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...core import Artifact, Format, Runner
 from ...errors import InputError
+from ..tf.common import dims as tf_dims
 
 FORMAT = Format("tfjs", "TensorFlow.js model (directory with model.json + weight shards), run in TF.js on Node")
 FILENAME = "model.json"
@@ -79,6 +81,9 @@ def open_source(location: str, **_: Any) -> Artifact:
         raise InputError(f"{d}: weight shard(s) missing: {', '.join(missing[:5])}",
                          hint="copy the whole TF.js model directory, shards included")
     inputs, outputs = read_specs(d)
+    # unknown dims named as for a TF/Keras source ("batch", "d1", ...): validation sizes them by name
+    # (parity.sizes: multiples of the graph's stride for the spatial ones), not all as 1
+    inputs = tuple(s if s.shape is None else replace(s, shape=tf_dims(s.shape)) for s in inputs)
     # how it takes the source's feeds, as convertkit recorded it when it wrote the model (from_tf.py)
     recorded = (model_json.get("userDefinedMetadata") or {}).get("convertkit") or {}
     feed_meta = {k: v for k, v in recorded.items() if k in ("input_layout", "fixed_shape")}
