@@ -146,7 +146,8 @@ def _kept(r: Row) -> str:
     if not kept:
         quantized = any(s.stage in ("quantize", "fp16") for s in views.stages(r))
         return ("<h3>Kept at higher precision</h3><p class=\"muted\">"
-                + ("nothing: every candidate node was converted" if quantized else "no precision-reducing pass ran")
+                + ("none: the pass kept no node or weight at a higher precision" if quantized
+                   else "no precision-reducing pass ran")
                 + "</p>")
     trs = "".join(f"<tr><td>{_e(k.stage)}</td><td><code>{_e(k.name)}</code></td><td>{_e(k.kind)}</td>"
                   f"<td>{_e(k.why)}</td></tr>" for k in kept)
