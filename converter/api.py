@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import isolate, registry
+from . import isolate, jsmodule, registry
 from .core import OPTIONAL_INPUTS, Artifact, Format, TensorSpec
 from .deps import framework_loading
 from .errors import UsageError
@@ -210,7 +210,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
            opset: int | None = None, exporter: str | None = None,
            keep_intermediates: bool = False, force: bool = False, passes: Sequence[str | PassSpec] = (),
            validate_each: bool = False, runner_options: Mapping[str, Any] | None = None,
-           calibration: str | Path | None = None, **stage_options: Any) -> RunReport:
+           calibration: str | Path | None = None, license: str | None = None, require_license: bool = False,
+           js_module: bool = True, **stage_options: Any) -> RunReport:
     """Convert ``source`` to ``to`` in ``out_dir``, apply ``passes`` (``"quantize"``,
     ``"prune:sparsity=0.5"``, ...), and validate the result against the source.
     ``to=None`` keeps the source's format (what ``optimize`` does). ``samples_from`` (data, random,
@@ -219,6 +220,10 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     stage options by field name (e.g. ``tfjs_format="layers"``, or ``onnx_to_tf="own"`` / ``"onnx2tf"`` to
     choose the ONNX -> TensorFlow converter; default ``"auto"``); ``runner_options`` go to the
     runtimes (e.g. ``{"backend": "cpu"}`` for TF.js).
+    A TF.js or ONNX result carries a model card (jsmodule: source sha256, versions, passes, parity,
+    ``license``: an SPDX id, else what a Hugging Face source declares, else "unknown"; with
+    ``require_license`` unknown is a UsageError before any work) and, with ``js_module``, gets
+    model.js + model.d.ts beside it (``load``/``predict`` for JavaScript and TypeScript apps).
 
     Raises a ConvertkitError subclass for bad input (exit 2) or a failed conversion (exit 3: also a
     stage whose own check found its result wrong, named with the first node it gets wrong where
@@ -228,6 +233,7 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     if calibration is not None:
         specs = _with_calibration(specs, str(calibration))
     inputs = parse_inputs(inputs)  # bad specs fail before any framework loads
+    facts = jsmodule.SourceFacts(source, weights, jsmodule.licence_for(source, license, require=require_license))
     runner_options = dict(runner_options or {})
     if check and isinstance(to, (str, Format)):  # the target's runtime starts while the source loads
         _prewarm(str(to), runner_options)
@@ -283,6 +289,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
         refuse_known_wrong(pipeline, report.stages, artifacts, src, report.parity)
         if checker is None:
             report.notes.append("validation skipped (--no-check): nothing proves this model computes the same")
+        # the card into the artifact, model.js + model.d.ts beside it: inside tmp, so whole or not at all
+        jsmodule.finish(facts, src, final, report, pipeline.stages, js=js_module)
         for rec in report.stages[:-1]:
             rec.path = f"intermediates/{Path(rec.path).relative_to(work).parts[0]}" \
                 if keep_intermediates and rec.path and Path(rec.path).is_relative_to(work) else None

@@ -96,6 +96,21 @@ def _pass_option(f: Any) -> Any:
                              "(NAME@FORMAT picks the format on the route).")(f)
 
 
+def _card_options(f: Any) -> Any:
+    """The model card's licence and the typed JS/TS module beside a TF.js or ONNX model (converter.jsmodule)."""
+    f = click.option("--no-js", "no_js", is_flag=True, help="Do not write model.js + model.d.ts (a typed module "
+                     "for JS/TS apps: load, predict) beside a TF.js or ONNX model.")(f)
+    f = click.option("--require-license", is_flag=True, help="Exit 2 before any work when the model's licence is "
+                     "unknown (no --license, none in a Hugging Face README.md or config.json).")(f)
+    return click.option("--license", metavar="SPDX", help="The model's licence for its model card, e.g. apache-2.0 "
+                        "[default: what a Hugging Face model declares, else unknown].")(f)
+
+
+def _js_module(kw: dict[str, Any]) -> dict[str, Any]:
+    kw["js_module"] = not kw.pop("no_js")
+    return kw
+
+
 def _runtime(kw: dict[str, Any]) -> dict[str, Any]:
     """CLI options that go to the runtimes rather than to the stages."""
     return {"backend": kw.pop("tfjs_backend")}
@@ -130,6 +145,7 @@ def _finish(report: Any, as_json: bool) -> None:
               show_default=True, help="ONNX -> TensorFlow converter (routes to tf/tfjs from ONNX/PyTorch): auto tries "
               "convertkit's own lowering (dynamic dims kept), then onnx2tf; own fails naming ops it lacks.")
 @_pass_option
+@_card_options
 @click.option("--no-check", is_flag=True, help="Skip validation (the report says so).")
 @click.option("--validate", "validate_mode", type=click.Choice(["final", "each"]), default="final", show_default=True,
               help="each: also compare every intermediate artifact with the source, to see which hop drifts.")
@@ -171,7 +187,7 @@ def export(source: str, to: str, out_dir: str | None, output_names: str | None, 
     if "tfjs_layout" in kw:  # the stage's option: "source" (NCHW for a PyTorch model) or "nhwc"
         kw["tfjs_layout"] = "source" if kw["tfjs_layout"] == "nchw" else kw["tfjs_layout"]
     report = api.export(source, to=to, out_dir=out_dir, check=not no_check, output_names=names,
-                        validate_each=validate_mode == "each", runner_options=_runtime(kw), **kw)
+                        validate_each=validate_mode == "each", runner_options=_runtime(kw), **_js_module(kw))
     _finish(report, as_json)
 
 
@@ -180,6 +196,7 @@ def export(source: str, to: str, out_dir: str | None, output_names: str | None, 
 @_pass_option
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @_input_options
+@_card_options
 @click.option("--no-check", is_flag=True, help="Skip validation (the report says so).")
 @click.option("--force", is_flag=True, help="Replace OUT even if convertkit did not write it.")
 def optimize(model: str, passes: tuple[str, ...], out_dir: str, no_check: bool, **kw: Any) -> None:
@@ -194,7 +211,7 @@ def optimize(model: str, passes: tuple[str, ...], out_dir: str, no_check: bool, 
     from . import api
 
     as_json = kw.pop("as_json")
-    report = api.optimize(model, passes, out_dir, check=not no_check, runner_options=_runtime(kw), **kw)
+    report = api.optimize(model, passes, out_dir, check=not no_check, runner_options=_runtime(kw), **_js_module(kw))
     _finish(report, as_json)
 
 
