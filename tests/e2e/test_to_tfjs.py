@@ -73,7 +73,7 @@ def test_fixture_converts_and_matches_on_both_backends(tf_fixtures, tmp_path, na
     assert model_json["format"] == f"{tfjs_format}-model"
     shards = [p for group in model_json["weightsManifest"] for p in group["paths"]]
     assert shards and all((out / p).is_file() and (out / p).stat().st_size <= 4 * 1024 * 1024 for p in shards)
-    assert sorted(p.name for p in out.iterdir()) == sorted([*shards, "model.json", "report.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*shards, "model.d.ts", "model.js", "model.json", "report.json"])
     if tfjs_format == "graph":  # the signature lists inputs and outputs in the source's order
         assert list(model_json["signature"]["inputs"]) == [spec.split(":")[0] for spec in fx.inputs]
         assert list(model_json["signature"]["outputs"]) == [o.name for o in report.parity.outputs]

@@ -83,7 +83,7 @@ def test_every_torch_fixture_runs_in_tfjs_with_parity(tmp_path, name):
     tf_notes, tfjs_notes = report.stages[1].notes, report.stages[2].notes
     assert tf_notes["kind"] == "frozen_graph" and "renamed" not in tfjs_notes
     assert tf_notes["onnx2tf_check"].startswith("parity PASSED")
-    assert not list(out.glob("*.tflite")) and sorted(p.suffix for p in out.iterdir()) == [".bin", ".json", ".json"]
+    assert not list(out.glob("*.tflite")) and sorted(p.suffix for p in out.iterdir()) == [".bin", ".js", ".json", ".json", ".ts"]
     if name == "tokens":
         assert tfjs_notes["dtype_changes"] == ["ids: int64 -> int32 (TF.js has no int64)"]
     if name in FIXED:  # stated in the stage notes and in the parity notes, never silent
@@ -243,7 +243,8 @@ def test_cli_pt2_to_tfjs_validates_each_hop(tmp_path):
     for stage in report["stages"][:2]:  # the last stage's result is the final parity
         assert stage["parity"]["passed"] and stage["parity"]["outputs"][0]["max_abs"] < 1e-4
     assert report["verdict"] == "PASSED"
-    assert sorted(p.name for p in out.iterdir()) == ["group1-shard1of1.bin", "model.json", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["group1-shard1of1.bin", "model.d.ts", "model.js", "model.json",
+                                                     "report.json"]
 
 
 def test_cli_onnx_source_to_tfjs_offline_and_input_untouched(tmp_path):
@@ -270,7 +271,7 @@ def test_cli_onnx_source_to_tfjs_offline_and_input_untouched(tmp_path):
     assert [s["stage"] for s in report["stages"]] == ["onnx->tf", "tf->tfjs"] and report["verdict"] == "PASSED"
     assert report["stages"][0]["notes"]["input_layout"]["x"]["layout"] == "NHWC"
     assert hashlib.sha256(model.read_bytes()).hexdigest() == before
-    assert sorted(p.name for p in onnx_dir.iterdir()) == ["model.onnx", "report.json"]
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["model.d.ts", "model.js", "model.onnx", "report.json"]
     assert not any(work.iterdir())  # no calibration_image_sample_data_*.npy, no saved_model/
 
 

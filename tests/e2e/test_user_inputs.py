@@ -112,7 +112,7 @@ def test_stale_temp_dirs_of_dead_owners_are_removed_live_ones_kept(tmp_path):
     assert not any(d.exists() for d in dead)
     assert live.is_dir() and foreign.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".out.tmp-notours", live.name, "m.onnx", "out"])
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.d.ts", "model.js", "model.onnx", "report.json"]
 
 
 # -- inputs the source model cannot run ------------------------------------------------------------
