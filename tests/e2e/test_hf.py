@@ -220,7 +220,7 @@ def test_export_to_tfjs_passes_parity_in_the_tfjs_runtime(bert_dir, tmp_path):
     since its shape arithmetic is folded (attention's 1/sqrt(head size) from the query's shape: onnx2tf
     computed it channels-last, 0.9 off, and only fully static sizes converted)."""
     need("torch", "transformers", "optimum", "onnxruntime", "tensorflow", "tensorflowjs", "onnx2tf")
-    from converter.formats.tf.onnx_prep import VALUE_FOLD
+    from converter.formats.tf.onnx_fold import VALUE_FOLD
 
     r = convertkit("export", bert_dir, "--to", "tfjs", "--onnx-to-tf", "onnx2tf", "-o", tmp_path / "web")
     assert r.returncode == 0, r.stderr

@@ -90,7 +90,7 @@ def test_view_targets_computed_from_shapes_become_constants_with_minus_one_for_t
     import onnx
     from onnx import helper
 
-    from converter.formats.tf.onnx_prep import RESHAPE_FOLD, fold_shape_arithmetic
+    from converter.formats.tf.onnx_fold import RESHAPE_FOLD, fold_shape_arithmetic
 
     spec = [TensorSpec("x", ("batch", 4, 8), "float32")]
     model = _view_model()
@@ -130,7 +130,7 @@ def test_shape_values_the_same_at_every_size_become_constants():
     import onnx
     from onnx import TensorProto, helper
 
-    from converter.formats.tf.onnx_prep import VALUE_FOLD, fold_shape_arithmetic
+    from converter.formats.tf.onnx_fold import VALUE_FOLD, fold_shape_arithmetic
 
     def const(name, values, dtype=np.int64):
         return onnx.numpy_helper.from_array(np.array(values, dtype), name)

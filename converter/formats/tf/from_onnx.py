@@ -47,6 +47,7 @@ from ...quiet import quiet
 from .. import onnx as onnx_fmt
 from . import FORMAT
 from . import onnx_prep as prep
+from .onnx_fold import fold_shape_arithmetic
 from .messages import _describe_failure, _failure_hint, _first_line
 from .naming import rename_outputs
 from .self_check import self_check, worst
@@ -184,7 +185,7 @@ class OnnxToTf(Export):
         onnx2tf = require("onnx2tf")
         notes: dict[str, Any] = {"converter": f"onnx2tf {_version('onnx2tf')}", "shapes": variant.label}
         copy, simplified = prep.simplify(onnx, prep.fix_dims(onnx, model, variant.shapes))
-        folded = prep.fold_shape_arithmetic(onnx, copy, inputs, variant.shapes)
+        folded = fold_shape_arithmetic(onnx, copy, inputs, variant.shapes)
         pinned = prep.pin_axis0_transposes(onnx, copy)
         names = prep.rename_inputs(copy)
         path = work / "model.onnx"
