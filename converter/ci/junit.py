@@ -1,6 +1,6 @@
 """``convertkit run --junit FILE``: JUnit XML that GitHub, GitLab and Jenkins render.
 
-    <testsuites name="convertkit" tests failures errors skipped time>
+    <testsuites name="convertkit" tests failures errors time>
       <testsuite name=PIPELINE tests failures errors skipped time timestamp hostname>
         <properties><property name="MODEL/TARGET[+passes]:bytes" value=.../> ...</properties>
         <testcase classname=MODEL name="TARGET[+passes]" time=SECONDS>
@@ -41,12 +41,12 @@ def write(summary: Summary, path: Path) -> None:
 
 def build(summary: Summary) -> ET.Element:
     c = views.counts(summary.rows)
-    totals = {"tests": str(len(summary.rows)), "failures": str(c[FAILED]), "errors": str(c[ERROR]),
-              "skipped": str(c[UNCHECKED]), "time": _time(summary.seconds)}
-    root = ET.Element("testsuites", {"name": "convertkit", **totals})
-    suite = ET.SubElement(root, "testsuite", {
-        "name": _text(summary.pipeline) or "pipeline", **totals,
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "hostname": socket.gethostname()})
+    totals = {"tests": str(len(summary.rows)), "failures": str(c[FAILED]), "errors": str(c[ERROR])}
+    root = ET.Element("testsuites", {"name": "convertkit", **totals, "time": _time(summary.seconds)})
+    suite = ET.SubElement(root, "testsuite", {  # `skipped` is a testsuite attribute only (not on testsuites)
+        "name": _text(summary.pipeline) or "pipeline", **totals, "skipped": str(c[UNCHECKED]),
+        "time": _time(summary.seconds), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "hostname": socket.gethostname()})
     props = ET.SubElement(suite, "properties")
     for key, value in _suite_properties(summary):
         ET.SubElement(props, "property", {"name": key, "value": value})
