@@ -18,14 +18,9 @@ Stdlib at import time; numpy is imported when a runner is used.
 from __future__ import annotations
 
 import atexit
-import collections
 import json
 import os
 import re
-import shutil
-import struct
-import subprocess
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,11 +28,10 @@ from typing import Any, NamedTuple
 
 from ...core import Artifact, Dim, Runner, TensorSpec
 from ...errors import ConversionError, InputError, MissingDependencyError, UnsupportedOpError
+from ..nodeproc import INSTALL_HINT, NODE_DIR, NodeProcess, node_executable
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 SCRIPT = NODE_DIR / "run_model.mjs"
 BACKENDS = ("wasm", "cpu")
-_INSTALL_HINT = "run `make install` (npm ci --prefix converter/formats/tfjs/node)"
 
 #: numpy dtype of each TF.js wire dtype
 _WIRE = {"float32": "<f4", "int32": "<i4", "bool": "|b1"}
@@ -75,7 +69,7 @@ class TfjsRunner(Runner):
         self.start_seconds: float | None = None  # Node start + TF.js init + model load, wall clock
         self.last_infer_ms: dict[str, float] = {}  # Node's own timing of the last request
         self._changes: dict[str, DtypeChange] = {}
-        self._node: _NodeProcess | None = None
+        self._node: NodeProcess | None = None
 
     # -- static description -------------------------------------------------------------------
 
@@ -104,9 +98,9 @@ class TfjsRunner(Runner):
         if not (self.model_dir / "model.json").is_file():
             raise InputError(f"no model.json in {self.model_dir}", hint="pass a TF.js model directory")
         t0 = time.perf_counter()
-        self._node = _take_prestarted(self.backend) or _NodeProcess(self.backend)
+        self._node = _take_prestarted(self.backend) or _start_node(self.backend)
         try:
-            self._node.send_json({"type": "load", "model_dir": str(self.model_dir)})
+            self._node.send({"type": "load", "model_dir": str(self.model_dir)})
             header, _ = self._read_frame()
             if header.get("type") != "ready":
                 raise self._error(header, during="load")
@@ -137,16 +131,7 @@ class TfjsRunner(Runner):
             arr = self._to_wire(name, np.asarray(value))
             specs.append({"name": name, "dtype": arr.dtype.name, "shape": list(arr.shape), "byteLength": arr.nbytes})
             buffers.append(arr)
-        header = json.dumps({"type": "infer", "inputs": specs}).encode()
-        stdin = self._node.proc.stdin
-        assert stdin is not None
-        try:
-            stdin.write(struct.pack("<I", len(header)) + header)
-            for arr in buffers:
-                stdin.write(arr.reshape(-1).view(np.uint8))  # the array's own bytes, no copy
-            stdin.flush()
-        except BrokenPipeError:
-            pass  # Node died or rejected the stream: its error frame or stderr says why, below
+        self._node.send({"type": "infer", "inputs": specs}, buffers)
         reply, payload = self._read_frame()
         if reply.get("type") != "result":
             raise self._error(reply, during="infer")
@@ -177,29 +162,8 @@ class TfjsRunner(Runner):
 
     def _read_frame(self) -> tuple[dict[str, Any], list[bytearray]]:
         """One frame from Node: its JSON header and the raw buffers of the tensors it lists."""
-        n = struct.unpack("<I", self._read_exact(4))[0]
-        header = json.loads(self._read_exact(n))
-        tensors = header.get("outputs", []) if header.get("type") == "result" else []
-        return header, [self._read_exact(t["byteLength"]) for t in tensors]
-
-    def _read_exact(self, n: int) -> bytearray:
         assert self._node is not None
-        proc = self._node.proc
-        assert proc.stdout is not None
-        buf = bytearray(n)  # writable, so the arrays returned by infer() are too
-        view, got = memoryview(buf), 0
-        while got < n:
-            k = proc.stdout.readinto(view[got:])
-            if not k:
-                raise self._crashed()
-            got += k
-        return buf
-
-    def _crashed(self) -> ConversionError:
-        assert self._node is not None
-        rc, tail = self._node.exit_status()
-        return ConversionError(f"the TF.js runner (Node) exited with status {rc} mid-frame: {tail}",
-                               hint="run the model with `node converter/formats/tfjs/node/run_model.mjs DIR` to see more")
+        return self._node.read(lambda h: h.get("outputs", []) if h.get("type") == "result" else [])
 
     def _error(self, header: Mapping[str, Any], during: str) -> Exception:
         """The exception for an error frame from Node."""
@@ -225,71 +189,16 @@ class TfjsRunner(Runner):
         return ConversionError(f"{where} failed to run {self.model_dir} during {during}: {msg}")
 
 
-class _NodeProcess:
-    """``node run_model.mjs - --backend B``: TF.js started, waiting for a load request; its stderr
-    is drained in a thread (TF.js logs there, and a full pipe would block Node)."""
-
-    def __init__(self, backend: str) -> None:
-        node = shutil.which("node")
-        if node is None:
-            raise MissingDependencyError(
-                "Node.js (`node`) is not on PATH; TF.js models run in Node",
-                hint="install Node.js >= 18 (e.g. `apt-get install nodejs` or https://nodejs.org), then "
-                + _INSTALL_HINT)
-        self.key = _pool_key(backend)
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([node, str(SCRIPT), "-", "--backend", backend, "--idle-exit", str(PRESTART_IDLE_S)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=node_env(backend))
-        self.stderr: collections.deque[str] = collections.deque(maxlen=40)
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self.stderr.append(line)
-        self.proc.stderr.close()
-
-    def send_json(self, header: Mapping[str, Any]) -> None:
-        data = json.dumps(header).encode()
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(struct.pack("<I", len(data)) + data)
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            pass  # Node died: reading its reply says why
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def exit_status(self) -> tuple[int | None, str]:
-        """(exit status or None, the last lines of stderr), after Node stopped mid-frame."""
-        try:
-            rc = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            rc = None
-        self._thread.join(timeout=2)
-        return rc, " | ".join(list(self.stderr)[-5:]) or "no output on stderr"
-
-    def stop(self) -> None:
-        try:
-            self.proc.stdin.close()  # type: ignore[union-attr]  # Node ends when stdin closes
-        except OSError:
-            pass  # Node already gone
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()  # type: ignore[union-attr]
-        self._thread.join(timeout=5)
+def _start_node(backend: str) -> NodeProcess:
+    """``node run_model.mjs - --backend B``: TF.js started, waiting for a load request."""
+    argv = [node_executable("TF.js models"), str(SCRIPT), "-", "--backend", backend,
+            "--idle-exit", str(PRESTART_IDLE_S)]
+    return NodeProcess(argv, node_env(backend), label="the TF.js runner",
+                       crash_hint="run the model with `node converter/formats/tfjs/node/run_model.mjs DIR` to see more")
 
 
 #: Node processes started ahead of need, by _pool_key; one each, taken by the next TfjsRunner
-_PRESTARTED: dict[tuple[str, ...], _NodeProcess] = {}
+_PRESTARTED: dict[tuple[str, ...], NodeProcess] = {}
 #: a prestarted Node that no runner takes within this many seconds exits by itself (a long-lived
 #: Python session that prestarted one and never ran a TF.js model holds no Node for long)
 PRESTART_IDLE_S = 600
@@ -311,7 +220,7 @@ def prestart(backend: str = "wasm") -> bool:
     if node is not None and node.alive():
         return True
     try:
-        _PRESTARTED[key] = _NodeProcess(backend)
+        _PRESTARTED[key] = _start_node(backend)
     except (MissingDependencyError, OSError):
         return False
     if len(_PRESTARTED) == 1:
@@ -319,7 +228,7 @@ def prestart(backend: str = "wasm") -> bool:
     return True
 
 
-def _take_prestarted(backend: str) -> _NodeProcess | None:
+def _take_prestarted(backend: str) -> NodeProcess | None:
     node = _PRESTARTED.pop(_pool_key(backend), None)
     # died waiting (killed, or its idle exit), or about to: start a fresh one instead
     if node is not None and (not node.alive() or time.monotonic() - node.started > PRESTART_IDLE_S - 30):
@@ -343,7 +252,7 @@ def node_env(backend: str) -> dict[str, str]:
     if missing:
         where = "CONVERTKIT_NODE_MODULES" if override else "converter/formats/tfjs/node"
         raise MissingDependencyError(f"npm package(s) {', '.join(missing)} not found in {modules} ({where})",
-                                     hint=_INSTALL_HINT)
+                                     hint=INSTALL_HINT)
     if override:
         env["CONVERTKIT_NODE_MODULES"] = str(modules)
         env["NODE_PATH"] = os.pathsep.join(p for p in (str(modules), env.get("NODE_PATH")) if p)

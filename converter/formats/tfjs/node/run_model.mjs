@@ -12,7 +12,7 @@
  * starts it that way while the model is still being converted (runner.py: prestart), so Node's
  * start-up overlaps Python's work.
  *
- * Protocol: both directions carry frames, and nothing but frames is written to stdout
+ * Protocol: both directions carry frames (wire.mjs), and nothing but frames is written to stdout
  * (console output is redirected to stderr, which is free-form log text).
  *
  *   frame   = u32 little-endian N | N bytes of UTF-8 JSON header | payload
@@ -46,9 +46,11 @@
  */
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileHandler } from './fs_handler.mjs';
+import {
+  InputError, ProtocolError, Reader, checkEndianness, frame, oneLine, quietConsole, readHeader, readPayload, send,
+} from './wire.mjs';
 
 // TF.js prints banners and warnings with console.*; stdout belongs to the protocol, so they go to
 // stderr, once each, without the noise that would bury a real error in the runner's stderr tail.
@@ -57,15 +59,7 @@ const NOISE = [
   'Hi, looks like you are running TensorFlow.js in Node.js',  // advertises tfjs-node
   '============================',
 ];
-const seen = new Set();
-for (const level of ['log', 'info', 'debug', 'warn', 'error']) {
-  console[level] = (...args) => {
-    const text = args.map(String).join(' ');
-    if (seen.has(text) || NOISE.some((n) => text.trim().startsWith(n))) return;
-    seen.add(text);
-    process.stderr.write(text + '\n');
-  };
-}
+quietConsole(NOISE);
 
 const DTYPES = {
   float32: Float32Array,
@@ -141,61 +135,6 @@ async function loadModel(tf, modelDir) {
   };
 }
 
-/** Reads exact byte counts from a stream; null at end of stream. */
-class Reader {
-  constructor(stream) {
-    this.it = stream[Symbol.asyncIterator]();
-    this.chunks = [];
-    this.length = 0;
-  }
-
-  async read(n) {
-    while (this.length < n) {
-      const { value, done } = await this.it.next();
-      if (done) return null;
-      this.chunks.push(value);
-      this.length += value.length;
-    }
-    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.length);
-    this.chunks = [all.subarray(n)];
-    this.length -= n;
-    return all.subarray(0, n);
-  }
-}
-
-class ProtocolError extends Error {}
-class InputError extends Error {}
-
-function frame(header, buffers = []) {
-  const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(json.length, 0);
-  return Buffer.concat([len, json, ...buffers]);
-}
-
-function send(buf) {
-  return new Promise((resolve, reject) => {
-    process.stdout.write(buf, (err) => (err ? reject(err) : resolve()));
-  });
-}
-
-function oneLine(err) {
-  const msg = err && err.message ? err.message : String(err);
-  return msg.replace(/\s+/g, ' ').trim();
-}
-
-async function readHeader(reader) {
-  const lenBuf = await reader.read(4);
-  if (lenBuf === null) return null;
-  const headerBytes = await reader.read(lenBuf.readUInt32LE(0));
-  if (headerBytes === null) throw new ProtocolError('stdin closed inside a request header');
-  try {
-    return JSON.parse(headerBytes.toString('utf8'));
-  } catch (err) {
-    throw new ProtocolError(`request header is not JSON: ${oneLine(err)}`);
-  }
-}
-
 /** The model directory of a prestarted process's load request; null when stdin closes first. */
 async function readLoad(reader) {
   const header = await readHeader(reader);
@@ -213,15 +152,7 @@ async function readRequest(reader) {
   if (header.type !== 'infer' || !Array.isArray(specs)) {
     throw new ProtocolError('request header must be {"type": "infer", "inputs": [...]}');
   }
-  let total = 0;
-  for (const s of specs) {
-    if (!Number.isSafeInteger(s.byteLength) || s.byteLength < 0) {
-      throw new ProtocolError(`input '${s.name}' has no valid byteLength`);
-    }
-    total += s.byteLength;
-  }
-  const payload = await reader.read(total);
-  if (payload === null) throw new ProtocolError('stdin closed inside a request payload');
+  const payload = await readPayload(reader, specs);
   return { specs, payload };
 }
 
@@ -314,7 +245,7 @@ async function main() {
   let t0 = performance.now();
   const reader = new Reader(process.stdin);
   try {
-    if (os.endianness() !== 'LE') throw new Error('the protocol is little-endian; this machine is not');
+    checkEndianness();
     opts = parseArgs(process.argv.slice(2));
     tf = loadTfjs(opts.backend);
     if (!(await tf.setBackend(opts.backend))) throw new Error(`TF.js backend '${opts.backend}' failed to initialise`);
