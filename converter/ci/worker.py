@@ -131,11 +131,17 @@ def row_from_report(spec: TargetSpec, report: Any, dest: Path, seconds: float) -
     parity = report.parity
     cosines = [o.cosine for o in parity.outputs if o.cosine is not None] if parity is not None else []
     return Row(spec.model, spec.target, list(spec.passes), doc["verdict"], doc["exit_code"], round(seconds, 3), False,
-               artifact=f"{spec.model}/{spec.target}", bytes=stages[-1].get("bytes_out") if stages else None,
+               artifact=f"{spec.model}/{spec.target}", bytes=artifact_bytes(dest),
                source_bytes=stages[0].get("bytes_in") if stages else None, latency_ms=latency,
                parity=parity.summary() if parity is not None else "validation skipped (validate = \"none\")",
                worst_cosine=min(cosines) if cosines else None,
                failing_outputs=[o.name for o in parity.failures()] if parity is not None else [], report=doc)
+
+
+def artifact_bytes(dest: Path) -> int:
+    """What the artifact takes on disk: every file of its folder but the report (and intermediates)."""
+    return sum(p.stat().st_size for p in dest.rglob("*") if p.is_file() and p.name != "report.json"
+               and "intermediates" not in p.relative_to(dest).parts)
 
 
 def write_json(path: Path, doc: Any) -> None:
