@@ -27,6 +27,7 @@ def build(tmp: Path) -> RealReports:
     from converter.errors import ConvertkitError
     from tests.unit._onnx_models import mlp
 
+    tmp.mkdir(parents=True, exist_ok=True)
     a, b = mlp(tmp / "mlp.onnx", seed=0), mlp(tmp / "other.onnx", seed=1)
     api.optimize(a, ["quantize"], tmp / "int8", samples=2)
     api.optimize(a, ["fp16:block=relu"], tmp / "fp16", samples=2)
