@@ -275,3 +275,24 @@ source = "mlp.pt2"
     assert (rows["hang/onnx"]["exit_code"], rows["hang/onnx"]["error"]) == (3, "timed out after 5 s (timeout in the "
                                                                                "pipeline file)")
     assert rows["fine/onnx"]["verdict"] == "PASSED"
+
+
+@pytest.mark.parametrize("kind", ["junit", "markdown", "html"])
+def test_report_options_call_the_report_writers(first, rerun, tmp_path, kind):
+    """--junit/--markdown/--html FILE hand the summary to converter.ci.<kind>.write (the writers'
+    own tests check their content); skipped until that writer is in the tree."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"converter.ci.{kind}") is None:
+        pytest.skip(f"converter/ci/{kind}.py is not there yet")
+    report = tmp_path / f"report.{kind}"
+    r = ck(first["code"], "run", first["pipeline"], "-o", first["out"], "--only", "mlp", "-q", f"--{kind}", report,
+           env=first["env"])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    text = report.read_text()
+    assert "mlp" in text and "tfjs" in text
+    if kind == "junit":
+        import xml.etree.ElementTree as ET
+
+        cases = ET.fromstring(text).iter("testcase")
+        assert [c.get("classname") for c in cases] == ["mlp", "mlp"]  # one testcase per model x target
