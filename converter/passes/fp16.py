@@ -82,86 +82,43 @@ class Fp16(Pass):
         work.mkdir(parents=True, exist_ok=True)
         model = g.name_nodes(g.load_model(src))
         src_outputs = g.run(g.session(model), feeds)
-        judge = g.Judge(check, src_outputs, feeds, self.tolerance)
+        blocked, user_ops = self._asked(model)
+        blocked.update(self._out_of_range(model, feeds, np))
+        counter = itertools.count()
+        search = _Search(self, src, model, feeds, src_outputs, user_ops, g.Judge(check, src_outputs, feeds, self.tolerance),
+                         lambda: work / f"candidate-{next(counter)}.onnx")
+        for phase in ("as converted", "search"):
+            for conv in (CONVERTERS[::-1] if blocked else CONVERTERS):
+                block = dict(blocked)
+                if phase == "search":  # crashes or load errors: find nodes to keep in fp32 so that it loads
+                    found = self._search(conv, model, block, user_ops, feeds, search.work_path)
+                    if found is None:
+                        continue
+                    block.update({n: "the fp16 model does not load or crashes onnxruntime unless this node stays fp32"
+                                  for n in found})
+                    search.searched[conv] = ", ".join(found)
+                if search.try_converter(conv, block):
+                    break
+            if search.best is not None:
+                break
+        if search.best is None:
+            raise StageError(self.name, "no fp16 model that onnxruntime can load and run: " + "; ".join(
+                a["result"] for a in search.attempts)[:500],
+                hint="skip -p fp16 for this model, or block ops with -p fp16:block=OP")
+        path, conv, block = search.chosen or search.best[1:]
+        meta = search.meta(conv, block) | {"range_analysis": f"max |activation| over {len(feeds)} sample(s) of "
+                                           f"{feeds_from}, limit {RANGE_LIMIT:g} (fp16 max {g.FP16_MAX:g} / {HEADROOM:g})"}
+        return g.artifact_for(src, g.finish(path, out_dir, work), meta)
 
-        blocked: dict[str, str] = {}
+    def _asked(self, model: Any) -> tuple[dict[str, str], list[str]]:
+        """The nodes ``block=`` names (blocked here) and the op types it names (for the converters)."""
         op_types = {n.op_type for n in model.graph.node}
-        user_ops = [b for b in self.block if b in op_types]
-        for node in model.graph.node:
-            if node.name in self.block:
-                blocked[node.name] = "asked for (block=)"
+        blocked = {node.name: "asked for (block=)" for node in model.graph.node if node.name in self.block}
         unknown = [b for b in self.block if b not in op_types and b not in blocked]
         if unknown:
             raise UsageError(f"-p fp16:block= names no node or op type of this model: {', '.join(unknown)}",
                              hint="give node names or op types (e.g. LayerNormalization), separated by |")
-        blocked.update(self._out_of_range(model, feeds, np))
-
-        order = CONVERTERS[::-1] if blocked else CONVERTERS
-        counter = itertools.count()
-        work_path = lambda: work / f"candidate-{next(counter)}.onnx"  # noqa: E731
-        attempts: list[dict[str, Any]] = []
-        best: tuple[float, Path, str, dict[str, str]] | None = None
-        chosen = None
-        searched: dict[str, str] = {}
-        for phase in ("as converted", "search"):
-            for conv in order:
-                block = dict(blocked)
-                if phase == "search":  # crashes or load errors: find nodes to keep in fp32 so that it loads
-                    found = self._search(conv, model, block, user_ops, feeds, work_path)
-                    if found is None:
-                        continue
-                    for n in found:
-                        block[n] = "the fp16 model does not load or crashes onnxruntime unless this node stays fp32"
-                    searched[conv] = ", ".join(found)
-                added, rounds = 0, 0
-                while True:
-                    path, res, error = self._candidate(conv, model, block, user_ops, feeds, work_path())
-                    if res is None or not res.ok:
-                        attempts.append({"converter": conv, "blocked": len(block),
-                                         "result": f"not loadable: {error or (res.error if res else '?')}"})
-                        break
-                    if g.output_error(src_outputs, res.outputs)["rel_rms"] == float("inf"):
-                        attempts.append({"converter": conv, "blocked": len(block), "result": "NaN/Inf in the outputs"})
-                        break
-                    passed, summary, info = judge(g.artifact_for(src, path), res.outputs)
-                    attempts.append({"converter": conv, "blocked": len(block), "result": summary, **info})
-                    if best is None or g.score(info) > best[0]:
-                        best = (g.score(info), path, conv, dict(block))
-                    if passed:
-                        chosen = (path, conv, block)
-                        break
-                    step = 2 ** rounds  # parity remedy: keep the nodes that add the most error in fp32
-                    if added + step > self.max_blocked or info.get("dtype_mismatch"):
-                        break
-                    ranking = [(n, e) for n, e in g.node_error_growth(model, path, feeds, [n.name for n in model.graph.node])
-                               if n not in block and e > 0][:step]
-                    if not ranking:
-                        break
-                    for n, e in ranking:
-                        block[n] = f"adds {e:.3g} relative error in fp16 (parity remedy)"
-                    added, rounds = added + len(ranking), rounds + 1
-                if chosen:
-                    break
-            if best is not None:
-                break
-        if best is None:
-            raise StageError(self.name, "no fp16 model that onnxruntime can load and run: " + "; ".join(
-                a["result"] for a in attempts)[:500], hint="skip -p fp16 for this model, or block ops with -p fp16:block=OP")
-        path, conv, block = chosen if chosen else (best[1], best[2], best[3])
-        ops = {n.name: n.op_type for n in model.graph.node}
-        meta: dict[str, Any] = {
-            "converter": conv, "keep_io_types": self.keep_io_types, "measured_against": judge.against,
-            "range_analysis": f"max |activation| over {len(feeds)} sample(s) of {feeds_from}, limit {RANGE_LIMIT:g} "
-                              f"(fp16 max {g.FP16_MAX:g} / {HEADROOM:g})",
-            "kept_fp32": [{"node": n, "op": ops.get(n, "?"), "why": w} for n, w in block.items()],
-            "kept_fp32_ops": user_ops, "attempts": attempts}
-        if searched:
-            meta["load_search"] = searched
-        meta["verdict"] = ("met the fp16 tolerance" if chosen else
-                           f"no variant met the tolerance (tried {len(attempts)}); the best is kept for inspection: "
-                           "validation will fail")
-        final = g.finish(path, out_dir, work)
-        return g.artifact_for(src, final, meta)
+        return blocked, [b for b in self.block if b in op_types]
 
     def _candidate(self, conv: str, model: Any, block: dict[str, str], ops: list[str], feeds: list,
                    path: Path) -> tuple[Path, g.Probe | None, str | None]:
@@ -240,6 +197,69 @@ class Fp16(Pass):
         except Exception as exc:  # the converters raise many kinds; all mean "no model"
             return f"{conv} failed: {' '.join(str(exc).split())[:200]}"
         return None
+
+
+@dataclass
+class _Search:
+    """The fp16 candidates tried: each converter with a block list, then the parity remedy (the
+    nodes that add the most error kept in fp32, 1, 2, 4, ...); the first that passes, else the best."""
+
+    fp16: Fp16
+    src: Artifact
+    model: Any
+    feeds: list
+    src_outputs: Any
+    user_ops: list[str]
+    judge: Any
+    work_path: Callable[[], Path]
+    attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best: tuple[float, Path, str, dict[str, str]] | None = None
+    chosen: tuple[Path, str, dict[str, str]] | None = None
+    searched: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def try_converter(self, conv: str, block: dict[str, str]) -> bool:
+        """Candidates of ``conv`` until one passes (True) or the remedy is spent."""
+        added, rounds = 0, 0
+        while True:
+            path, res, error = self.fp16._candidate(conv, self.model, block, self.user_ops, self.feeds,
+                                                    self.work_path())
+            if res is None or not res.ok:
+                self.attempts.append({"converter": conv, "blocked": len(block),
+                                      "result": f"not loadable: {error or (res.error if res else '?')}"})
+                return False
+            if g.output_error(self.src_outputs, res.outputs)["rel_rms"] == float("inf"):
+                self.attempts.append({"converter": conv, "blocked": len(block), "result": "NaN/Inf in the outputs"})
+                return False
+            passed, summary, info = self.judge(g.artifact_for(self.src, path), res.outputs)
+            self.attempts.append({"converter": conv, "blocked": len(block), "result": summary, **info})
+            if self.best is None or g.score(info) > self.best[0]:
+                self.best = (g.score(info), path, conv, dict(block))
+            if passed:
+                self.chosen = (path, conv, block)
+                return True
+            step = 2 ** rounds  # parity remedy: keep the nodes that add the most error in fp32
+            if added + step > self.fp16.max_blocked or info.get("dtype_mismatch"):
+                return False
+            ranking = [(n, e) for n, e in g.node_error_growth(self.model, path, self.feeds,
+                                                              [n.name for n in self.model.graph.node])
+                       if n not in block and e > 0][:step]
+            if not ranking:
+                return False
+            block.update({n: f"adds {e:.3g} relative error in fp16 (parity remedy)" for n, e in ranking})
+            added, rounds = added + len(ranking), rounds + 1
+
+    def meta(self, conv: str, block: dict[str, str]) -> dict[str, Any]:
+        ops = {n.name: n.op_type for n in self.model.graph.node}
+        meta: dict[str, Any] = {
+            "converter": conv, "keep_io_types": self.fp16.keep_io_types, "measured_against": self.judge.against,
+            "kept_fp32": [{"node": n, "op": ops.get(n, "?"), "why": w} for n, w in block.items()],
+            "kept_fp32_ops": self.user_ops, "attempts": self.attempts}
+        if self.searched:
+            meta["load_search"] = self.searched
+        meta["verdict"] = ("met the fp16 tolerance" if self.chosen else
+                           f"no variant met the tolerance (tried {len(self.attempts)}); the best is kept for "
+                           "inspection: validation will fail")
+        return meta
 
 
 PASSES = (Fp16,)
