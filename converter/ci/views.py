@@ -209,6 +209,14 @@ def write_whole(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all (a temporary file beside it, then a rename), as every
     convertkit output is; a destination that cannot be written is a one-line UsageError (exit 2)."""
     path = Path(path)
+    if path.is_symlink() and path.is_file():
+        path = path.resolve()  # the file the link names is the report; the link stays
+    if path.is_dir():
+        raise UsageError(f"cannot write the report {path}: it is a directory", hint="give a file path")
+    if path.exists() and not path.is_file():  # /dev/stdout, a pipe: written through, never renamed over
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -220,8 +228,6 @@ def write_whole(path: Path, data: bytes) -> None:
             f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600: a CI artifact is read by others
         os.replace(tmp, path)
-    except BaseException as exc:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, IsADirectoryError):
-            raise UsageError(f"cannot write the report {path}: it is a directory", hint="give a file path") from exc
         raise

@@ -4,7 +4,10 @@ MLP through the real int8 / fp16 passes and a real failing validation; see _ci_r
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -160,6 +163,24 @@ def test_writers_leave_nothing_when_the_destination_cannot_be_written(summary: S
         assert str(dest) in exc.value.one_line() and "\n" not in exc.value.one_line()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.xml", "file"]
     assert not any((tmp_path / "dir.xml").iterdir())
+
+
+def test_a_pipe_or_device_is_written_through_not_replaced(summary: Summary, tmp_path: Path) -> None:
+    """``--markdown /dev/stdout`` (a pipe here): the text goes through it; nothing is renamed over it."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    markdown.write(summary, fifo)
+    reader.join(timeout=30)
+    assert got == [markdown.render(summary).encode()] and stat.S_ISFIFO(fifo.lstat().st_mode)
+    link = tmp_path / "link.md"
+    link.symlink_to(tmp_path / "target.md")
+    (tmp_path / "target.md").write_text("old")
+    markdown.write(summary, link)
+    assert link.is_symlink() and (tmp_path / "target.md").read_text() == markdown.render(summary)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.md", "pipe", "target.md"]
 
 
 def test_views_read_a_row_without_a_report() -> None:
