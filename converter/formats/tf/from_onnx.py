@@ -306,24 +306,7 @@ def freeze(tf: Any, keras_model: Any, inputs: Sequence[TensorSpec], outputs: Seq
         raise _Failed(f"onnx2tf's model has {len(k_inputs)} inputs / {len(k_outputs)} outputs; the ONNX model "
                       f"{len(inputs)} / {len(outputs)}")
     taken: set[str] = set()
-    sig, specs, perms, layouts = [], [], {}, {}
-    for s, k in zip(inputs, k_inputs):
-        want = variant.shapes[s.name]
-        got = tuple(k.shape.as_list())
-        perm = _perm_between(want, got)
-        if perm is None:
-            raise _Failed(f"onnx2tf changed input '{s.name}' from {list(want)} to {list(got)}")
-        name = safe_name(s.name, taken)
-        sig.append(tf.TensorSpec([d if isinstance(d, int) else None for d in want] if perm == _identity(want)
-                                 else got, k.dtype, name=name))
-        dims = tuple(want[p] for p in perm)
-        layout_name = None
-        if perm != _identity(want):
-            perms[name] = perm
-            first, last = _LAYOUT_NAMES.get(len(want), ("source", "channels-last"))
-            layout_name = last
-            layouts[name] = {"layout": last, "source_layout": first, "perm": list(perm)}
-        specs.append(TensorSpec(name, dims, tf.as_dtype(k.dtype).name, layout_name))
+    sig, specs, perms, layouts = _input_signature(tf, inputs, k_inputs, variant, taken)
     flags = list((getattr(keras_model, "onnx_output_layouts", None) or {}).values())  # ONNX output order
     out_perms = []
     for o, k, nhwc in zip(outputs, k_outputs, flags if len(flags) == len(outputs) else [None] * len(outputs)):
@@ -359,6 +342,32 @@ def freeze(tf: Any, keras_model: Any, inputs: Sequence[TensorSpec], outputs: Seq
                                "onnx2tf_attempts): the TensorFlow and TF.js models take fixed shapes "
                                + shapes_text(notes["fixed_shape"]) + "; choose the sizes with --input NAME:DIMS")
     return _Result(graph_def, tuple(specs), out_specs, notes, frozen, perms)
+
+
+def _input_signature(tf: Any, inputs: Sequence[TensorSpec], k_inputs: Sequence[Any], variant: Variant,
+                     taken: set[str]) -> tuple[list[Any], list[TensorSpec], dict[str, tuple[int, ...]], dict[str, Any]]:
+    """The traced function's input signature (as in ONNX where onnx2tf kept the layout, else its own),
+    the specs of the inputs, and their permutations and layouts where onnx2tf moved the channels."""
+    from ..tfjs.graph import safe_name
+
+    sig, specs, perms, layouts = [], [], {}, {}
+    for s, k in zip(inputs, k_inputs):
+        want = variant.shapes[s.name]
+        got = tuple(k.shape.as_list())
+        perm = _perm_between(want, got)
+        if perm is None:
+            raise _Failed(f"onnx2tf changed input '{s.name}' from {list(want)} to {list(got)}")
+        name = safe_name(s.name, taken)
+        sig.append(tf.TensorSpec([d if isinstance(d, int) else None for d in want] if perm == _identity(want)
+                                 else got, k.dtype, name=name))
+        layout_name = None
+        if perm != _identity(want):
+            perms[name] = perm
+            first, last = _LAYOUT_NAMES.get(len(want), ("source", "channels-last"))
+            layout_name = last
+            layouts[name] = {"layout": last, "source_layout": first, "perm": list(perm)}
+        specs.append(TensorSpec(name, tuple(want[p] for p in perm), tf.as_dtype(k.dtype).name, layout_name))
+    return sig, specs, perms, layouts
 
 
 def _identity(shape: Sequence[Any]) -> tuple[int, ...]:
