@@ -43,7 +43,7 @@ def test_export_to_onnx_passes_parity_with_the_models_own_inputs(bert_onnx):
 
     out, r = bert_onnx
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "report.json"]  # one file, nothing of optimum's
+    assert sorted(p.name for p in out.iterdir()) == ["model.d.ts", "model.js", "model.onnx", "report.json"]  # no optimum files
     report = json.loads((out / "report.json").read_text())
     assert report["verdict"] == "PASSED"
     inputs = {s["name"]: s for s in report["inputs"]}
