@@ -152,3 +152,25 @@ def test_negative_ids_layers_model_refused_with_the_reason(text_models, tmp_path
     assert ("an Embedding of 300 rows gets id -2: Keras 3 wraps negative ids, tf_keras and TF.js layers models "
             "do not (give ids in 0..300)") in line and "--tfjs-format graph" in line
     assert not (tmp_path / "layers").exists()
+
+
+def test_gru_reset_after_refused_for_layers_converted_as_graph(tmp_path):
+    """tfjs-layers has no reset_after=True GRU (Keras' default): exit 3 before anything is written, naming
+    each GRU (also inside Bidirectional), instead of a layers model that fails to load; the graph model passes."""
+    need("tensorflow", "keras")
+    need_tfjs()
+    from converter.formats.keras.source import keras_module
+
+    keras = keras_module("keras")
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((7,), dtype="int32", name="tokens")
+    x = keras.layers.Bidirectional(keras.layers.GRU(4, name="gru"))(keras.layers.Embedding(50, 8)(inp))
+    keras.Model(inp, keras.layers.Dense(2)(x)).save(tmp_path / "gru.keras")
+    r = convertkit("export", tmp_path / "gru.keras", "--to", "tfjs", "--tfjs-format", "layers", "-o", tmp_path / "l")
+    assert r.returncode == 3, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("convertkit: error: TF.js layers does not support op(s): GRU 'forward_gru' reset_after=true "
+                           "(GRUCell does not support reset_after parameter set to true), GRU 'backward_gru'"), line
+    assert "use --tfjs-format graph" in line and not (tmp_path / "l").exists()
+    r = convertkit("export", tmp_path / "gru.keras", "--to", "tfjs", "-o", tmp_path / "g", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"] == "PASSED", r.stderr

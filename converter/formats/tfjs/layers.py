@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def write_layers_model(src: Artifact, out_dir: Path, *, stage: str) -> dict[str,
         raise StageError(stage, f"the Keras model has no layer config to write as a TF.js layers model "
                          f"({first_line(exc, with_type=True, limit=240)})", hint="use --tfjs-format graph") from exc
     check_layer_classes({"model_config": config})
+    check_layer_configs(config)
     if not is_tf_keras(model):
         from .keras3 import NotRebuildable, rebuild
 
@@ -162,3 +164,36 @@ def check_layer_classes(topology: dict[str, Any]) -> None:
                                  hint="tfjs-layers has no such layer classes; use --tfjs-format graph")
 
 
+#: layer settings tfjs-layers 4.22 refuses when it builds the model (its own error, in parentheses);
+#: refused here first, all at once, before anything is written
+_REFUSED_SETTINGS = (
+    ("GRU", "reset_after", True, "GRUCell does not support reset_after parameter set to true"),
+    ("GRUCell", "reset_after", True, "GRUCell does not support reset_after parameter set to true"),
+    ("SeparableConv1D", None, None, "1D separable convolution is not implemented yet"),
+)
+
+
+def check_layer_configs(model_config: dict[str, Any]) -> None:
+    """Layers whose class tfjs-layers has but whose settings it refuses at load time (exit 3 naming
+    each, instead of a model that is written and then fails to load in TF.js)."""
+    found = []
+    for layer in _with_wrapped(layers_of(model_config)):
+        cfg = layer.get("config", {})
+        for cls, key, value, why in _REFUSED_SETTINGS:
+            if layer.get("class_name") == cls and (key is None or cfg.get(key) == value):
+                setting = f" {key}={str(value).lower()}" if key else ""
+                found.append(f"{cls} '{cfg.get('name', '?')}'{setting} ({why})")
+    if found:
+        raise UnsupportedOpError("TF.js layers", found,
+                                 hint="use --tfjs-format graph (it converts these layers), or change the setting "
+                                      "(e.g. GRU(reset_after=False)) and retrain")
+
+
+def _with_wrapped(layers: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each layer and the layers it wraps (Bidirectional's layer, an RNN's cell, TimeDistributed's layer)."""
+    for layer in layers:
+        yield layer
+        cfg = layer.get("config", {}) if isinstance(layer.get("config"), dict) else {}
+        inner = [cfg.get(k) for k in ("layer", "cell", "forward_layer", "backward_layer")]
+        inner += list(cfg.get("cells") or []) if isinstance(cfg.get("cells"), list) else []
+        yield from _with_wrapped(iter(i for i in inner if isinstance(i, dict)))
