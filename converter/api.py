@@ -26,6 +26,7 @@ from .fsutil import atomic_dir, check_destination, work_dir
 from .parity import int_ranges
 from .parity import inputs as feeds_mod
 from .parity import reference as reference_mod
+from .parity import runtimes
 from .parity import samples as samples_mod
 from .parity import sizes as sizes_mod
 from .parity.validate import KnownOutputs
@@ -219,7 +220,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     data for every ``quantize:mode=static`` pass that names none. Extra keyword arguments are
     stage options by field name (e.g. ``tfjs_format="layers"``, or ``onnx_to_tf="own"`` / ``"onnx2tf"`` to
     choose the ONNX -> TensorFlow converter; default ``"auto"``); ``runner_options`` go to the
-    runtimes (e.g. ``{"backend": "cpu"}`` for TF.js).
+    runtimes (e.g. ``{"backend": "cpu"}`` for TF.js, ``{"onnx_runtime": "web"}`` to validate ONNX in
+    onnxruntime-web, ``"both"`` in both runtimes; parity.runtimes).
     A TF.js or ONNX result carries a model card (jsmodule: source sha256, versions, passes, parity,
     ``license``: an SPDX id, else what a Hugging Face source declares, else "unknown"; with
     ``require_license`` unknown is a UsageError before any work) and, with ``js_module``, gets
@@ -282,7 +284,7 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
         report.outputs = [s.to_json() for s in final.outputs]
         report.artifact = str(dest / final.path.relative_to(tmp)) if final.path else None
         if checker is not None:
-            report.parity = checker(final, checker.tolerance_for(pipeline.stages))
+            report.parity = runtimes.final_parity(checker, final, checker.tolerance_for(pipeline.stages))
             if not report.parity and len(pipeline.stages) > 1:
                 report.notes.append(localise(pipeline, report.stages, artifacts, checker))
         # a stage that found its own result wrong: exit 3 (validated or not), nothing written
@@ -379,7 +381,7 @@ def validate(reference: Any, candidate: Any, *, inputs: InputsArg = None, feeds:
     report = RunReport("validate", {"location": ref.meta.get("source"), "format": ref.format.name,
                                     "kind": ref.meta.get("kind")}, cand.format.name,
                        inputs=[s.to_json() for s in ref.inputs], artifact=cand.label, notes=notes)
-    report.parity = checker(cand, checker.tolerance_for(()))
+    report.parity = runtimes.final_parity(checker, cand, checker.tolerance_for(()))
     return report
 
 

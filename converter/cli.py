@@ -79,6 +79,10 @@ def _input_options(f: Any) -> Any:
                      "samples follow the data's domain (data, the default), are seeded random, or alternate (mixed)."),
         click.option("--tfjs-backend", type=click.Choice(["wasm", "cpu"]), default="wasm", show_default=True,
                      help="TF.js backend that runs TF.js models during validation."),
+        click.option("--onnx-runtime", type=click.Choice(["python", "web", "both"]), default="python",
+                     show_default=True, help="Where ONNX models are validated: onnxruntime in Python, onnxruntime-web "
+                     "(wasm, under Node; ops it lacks are named first, exit 3), or both. With web, -p quantize picks "
+                     "formats onnxruntime-web runs."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout."),
     ]
     for opt in reversed(opts):
@@ -113,7 +117,7 @@ def _js_module(kw: dict[str, Any]) -> dict[str, Any]:
 
 def _runtime(kw: dict[str, Any]) -> dict[str, Any]:
     """CLI options that go to the runtimes rather than to the stages."""
-    return {"backend": kw.pop("tfjs_backend")}
+    return {"backend": kw.pop("tfjs_backend"), "onnx_runtime": kw.pop("onnx_runtime")}
 
 
 def _finish(report: Any, as_json: bool) -> None:

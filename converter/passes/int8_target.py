@@ -17,6 +17,11 @@ Targets (``-p quantize:target=...``), as optimum's ``AutoQuantizationConfig`` pr
 - ``avx512_vnni``, ``arm64``: full 8-bit int8 weights. Exact on those CPUs, but they SATURATE on
   AVX2 / AVX-512-without-VNNI machines: ship such a model only to the named hardware.
 
+Runtimes (``-p quantize:runtime=...``, by default what ``--onnx-runtime`` says): the runtime(s) every
+candidate must open and run in, ``LoadTest``. onnxruntime-web's wasm build (1.31.1) runs ConvInteger
+with int8 weights, which onnxruntime 1.23's CPU build does not: with ``web`` the pass can keep that
+format, with ``both`` it falls back to one both run.
+
 Stdlib at import time; the check takes the loaded ONNX model and numpy.
 """
 
@@ -162,3 +167,53 @@ def _zp_shape(z: Any, q: Any) -> tuple[int, ...]:
 
 def _unique(pairs: Iterable[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
     return list(dict.fromkeys(pairs))
+
+
+#: the runtimes a quantized candidate may have to load and run in (``-p quantize:runtime=...``)
+RUNTIMES = ("python", "web", "both")
+_RUNTIME_WHY = {
+    "python": "every candidate was opened and run in onnxruntime (Python), the runtime that validates it",
+    "web": "every candidate was opened and run in onnxruntime-web (wasm) after its kernel preflight, so no format "
+           "it has no kernel for is kept (--onnx-runtime web)",
+    "both": "every candidate was opened and run in onnxruntime (Python) and in onnxruntime-web (wasm, after its "
+            "kernel preflight): only a format both run is kept (--onnx-runtime both)",
+}
+
+
+def runtime_label(runtime: str) -> str:
+    return {"python": "onnxruntime", "web": "onnxruntime-web", "both": "onnxruntime and onnxruntime-web"}[runtime]
+
+
+def runtime_of(check: Any) -> str:
+    """The validation runtime of the pipeline's check (``--onnx-runtime``), python without one."""
+    options = getattr(getattr(check, "checker", None), "runner_options", None) or {}
+    runtime = options.get("onnx_runtime") or "python"
+    return runtime if runtime in RUNTIMES else "python"
+
+
+@dataclass(frozen=True)
+class LoadTest:
+    """Opens and runs a quantized candidate in the runtime(s) it must run in: onnxruntime in a child
+    process (onnx_graph.probe) and/or onnxruntime-web (formats/onnx/web_runner.probe)."""
+
+    runtime: str
+
+    def __call__(self, path: Path, feeds: Any) -> Any:
+        from . import onnx_graph as g
+
+        res = None
+        if self.runtime in ("python", "both"):
+            (res,) = g.probe([path], feeds)
+            if not res.ok:
+                return res
+        if self.runtime in ("web", "both"):
+            from ..formats.onnx.web_runner import probe
+
+            ok, error, outputs = probe(path, feeds)
+            if not ok:
+                return g.Probe(False, error)
+            res = res or g.Probe(True, None, outputs)
+        return res
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "why": _RUNTIME_WHY[self.runtime]}

@@ -18,6 +18,10 @@ Options (``-p quantize:key=value,...``):
   products are exact on every CPU, so validation here holds there. avx512_vnni/arm64 keep 8-bit
   weights (exact on that hardware only; the report says so). The report's ``int8`` block reads the
   written weights back (``saturation_free``) and ``cpu`` records the flags of the validating CPU.
+- ``runtime=python|web|both`` (default: what ``--onnx-runtime`` says, else python): the runtime(s) every
+  candidate must load and run in (int8_target.RUNTIMES). With ``web``, candidates are load-tested in
+  onnxruntime-web (wasm) after its kernel preflight, so a format it has no kernel for is never kept
+  (the fallbacks name the missing ops); the report's ``int8.runtime`` block says why.
 - ``per_channel=false``: one scale per weight tensor; ``true``: one per output channel.
 - ``method=minmax|entropy|percentile`` (static only): how activation ranges are chosen.
 - ``max_excluded=3``: the most nodes the remedies may keep in float32 (never more than half of
@@ -65,7 +69,8 @@ from ..errors import StageError
 from ..formats import onnx as onnx_fmt
 from ..quiet import quiet
 from . import onnx_graph as g
-from .int8_target import TARGETS, cpu_features, numerics_note, saturation
+from .int8_target import (RUNTIMES, TARGETS, LoadTest, cpu_features, numerics_note, runtime_label, runtime_of,
+                          saturation)
 from .quantize_ladder import Ladder
 
 INT8 = Tolerance(atol=0.5, rtol=0.2, min_cosine=0.99, min_top1=0.9)
@@ -110,6 +115,7 @@ class Quantize(Pass):
     calibration: str | None = None
     max_excluded: int = 3
     target: str = "portable"
+    runtime: str | None = None  # None: the validation runtime (--onnx-runtime), else python
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -122,6 +128,8 @@ class Quantize(Pass):
             raise ValueError("max_excluded must be >= 0")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, not '{self.target}'")
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not '{self.runtime}'")
 
     def run(self, src: Artifact, out_dir: Path, check: Any = None) -> Artifact:
         ort = require("onnxruntime")
@@ -142,8 +150,11 @@ class Quantize(Pass):
                 meta["calibration"]["warning"] = (
                     f"calibrated on {feeds_from}: give calibration=FEEDS.npz with real inputs for better "
                     "activation ranges (parity measured on the calibration data itself is optimistic)")
-        dynamic = _Dynamic(prepared, feeds)
-        static = _Static(prepared, feeds, calib, self.method)
+        runtime = self.runtime or runtime_of(check)
+        loads = LoadTest(runtime)
+        meta["runtime"] = loads.describe()
+        dynamic = _Dynamic(prepared, feeds, loads)
+        static = _Static(prepared, feeds, calib, self.method, loads)
         ops = STATIC_OPS if self.mode == "static" else DYNAMIC_OPS
         candidates = [n.name for n in model.graph.node if n.op_type in ops and _quantizable(n, model, self.mode)]
         pre = _sentinel_nodes(model, calib, candidates) if self.mode == "static" else {}
@@ -169,7 +180,7 @@ class Quantize(Pass):
                 break
             ladder.failed(v, loaded=True, path=path, score=g.score(info))
         if best is None:
-            raise StageError(self.name, "no quantized variant loads in onnxruntime: " + "; ".join(
+            raise StageError(self.name, f"no quantized variant loads in {runtime_label(runtime)}: " + "; ".join(
                 a["result"] for a in attempts)[:500], hint="try mode=dynamic, or skip -p quantize for this model")
         path, v = chosen if chosen else (best[1], best[2])
         self._describe(meta, model, path, v, static if (v.static or self.mode == "static") else dynamic, attempts)
@@ -233,8 +244,8 @@ class _Dynamic:
 
     SETTINGS = (("QInt8", None), ("QUInt8", None), ("QInt8", ("MatMul", "Gemm")))
 
-    def __init__(self, prepared: Path, feeds: list[dict[str, Any]]) -> None:
-        self.prepared, self.feeds = prepared, feeds
+    def __init__(self, prepared: Path, feeds: list[dict[str, Any]], loads: LoadTest) -> None:
+        self.prepared, self.feeds, self.loads = prepared, feeds, loads
         self.setting: int | None = None
         self.fallbacks: list[str] = []
         self.last_error = ""
@@ -256,7 +267,7 @@ class _Dynamic:
                 self.last_error = f"quantize_dynamic({wt}) failed: {' '.join(str(exc).split())[:200]}"
                 self.fallbacks.append(self.last_error)
                 continue
-            (res,) = g.probe([path], self.feeds)
+            res = self.loads(path, self.feeds)
             if res.ok:
                 self.setting = i
                 return res.outputs
@@ -278,8 +289,9 @@ class _Dynamic:
 class _Static:
     """quantize_static in QDQ form, int8 weights and activations, calibrated one sample at a time."""
 
-    def __init__(self, prepared: Path, feeds: list[dict[str, Any]], calib: list[dict[str, Any]], method: str) -> None:
-        self.prepared, self.feeds, self.calib, self.method = prepared, feeds, calib, method
+    def __init__(self, prepared: Path, feeds: list[dict[str, Any]], calib: list[dict[str, Any]], method: str,
+                 loads: LoadTest) -> None:
+        self.prepared, self.feeds, self.calib, self.method, self.loads = prepared, feeds, calib, method, loads
         self.last_error = ""
 
     def __call__(self, v: Variant, path: Path) -> list[dict[str, Any]] | None:
@@ -296,7 +308,7 @@ class _Static:
         except Exception as exc:
             self.last_error = f"quantize_static failed: {' '.join(str(exc).split())[:200]}"
             return None
-        (res,) = g.probe([path], self.feeds)
+        res = self.loads(path, self.feeds)
         if not res.ok:
             self.last_error = res.error or "?"
             return None

@@ -125,7 +125,18 @@ def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10) -> float:
     return round(statistics.median(times), 4)
 
 
-def make_runner(artifact: Artifact, **options: Any) -> Runner:
+#: where ONNX models are validated (``--onnx-runtime``): onnxruntime in Python, onnxruntime-web (wasm,
+#: under Node), or both (the final check runs in each; passes check in onnxruntime-web, the stricter)
+RUNTIMES = ("python", "web", "both")
+
+
+def make_runner(artifact: Artifact, onnx_runtime: str = "python", **options: Any) -> Runner:
+    if onnx_runtime not in RUNTIMES:
+        raise InputError(f"unknown ONNX runtime '{onnx_runtime}'", hint=f"use one of: {', '.join(RUNTIMES)}")
+    if onnx_runtime in ("web", "both"):
+        from .web_runner import OrtWebRunner
+
+        return OrtWebRunner(artifact)
     from .runner import OrtRunner
 
     return OrtRunner(artifact)
