@@ -8,6 +8,7 @@ parity, passes) is in the artifact and in the module."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -18,9 +19,10 @@ import numpy as np
 import pytest
 
 from fixtures.catalog import CATALOG
-from tests.conftest import convertkit, need, need_node
+from tests.conftest import convertkit, need, need_chromium, need_node
 
 CHECK = Path(__file__).with_name("js_module_check.mjs")
+BROWSER = Path(__file__).with_name("js_module_browser.mjs")
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +260,77 @@ def test_onnx_card_has_the_readme_licence_and_the_parity(app, bert_onnx):
     line = next(ln for ln in module.splitlines() if ln.startswith("export const METADATA = freeze("))
     assert json.loads(line.removeprefix("export const METADATA = freeze(").removesuffix(");")) == card
     assert "import * as ort from 'onnxruntime-web';" in module
+
+
+# -- in a browser: headless Chromium, the modules through an import map ---------------------------------
+
+PAGE = """<!doctype html><html><body>
+<script type="importmap">{"imports": {"@tensorflow/tfjs": "/node_modules/@tensorflow/tfjs/dist/tf.fesm.js",
+  "onnxruntime-web": "/node_modules/onnxruntime-web/dist/ort.bundle.min.mjs"}}</script>
+<script type="module">
+const calls = CALLS;
+const result = {};
+try {
+  for (const [key, call] of Object.entries(calls)) {
+    const mod = await import(call.module);
+    const model = await mod.load(undefined, { backend: call.backend });
+    const inputs = Object.fromEntries(Object.entries(call.inputs).map(([k, f]) => [k, {
+      data: f.kind === 'BigInt64Array' ? BigInt64Array.from(f.data, BigInt) : Int32Array.from(f.data), shape: f.shape }]));
+    const out = await model.predict(inputs);
+    result[key] = { backend: model.backend, names: Object.keys(out),
+      outputs: Object.fromEntries(Object.entries(out).map(([k, v]) => [k, {
+        shape: v.shape, data: Array.from(v.data, Number) }])) };
+    try { await model.predict({}); } catch (err) { result[key].error = `${err.name}: ${err.message}`; }
+  }
+} catch (err) { result.failed = String(err && err.stack || err); }
+window.result = result;
+</script></body></html>
+"""
+
+
+def test_modules_load_and_predict_in_headless_chromium(app, tokens_tfjs, bert_onnx, tmp_path):
+    """What a web page does: the modules served over HTTP, their frameworks mapped by an import map
+    (no bundler), TF.js on webgl (SwiftShader) and onnxruntime-web on wasm; numbers as in Python."""
+    import functools
+    import threading
+
+    from converter.api import outputs
+
+    exe = need_chromium()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "node_modules").symlink_to(app / "node_modules", target_is_directory=True)
+    shutil.copytree(tokens_tfjs, site / "tokens")
+    shutil.copytree(bert_onnx[1], site / "bert")
+    ids = np.random.default_rng(4).integers(0, 100, size=(2, 5)).astype(np.int64)
+    bert_feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    calls = {"tfjs": {"module": "/tokens/model.js", "backend": "webgl", "inputs": {"ids": feed("BigInt64Array", ids)}},
+             "onnx": {"module": "/bert/model.js", "backend": "wasm",
+                      "inputs": {k: feed("Int32Array", v) for k, v in bert_feeds.items()}}}
+    (site / "index.html").write_text(PAGE.replace("CALLS", json.dumps(calls)))
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = subprocess.run(["node", str(BROWSER), f"http://127.0.0.1:{server.server_port}/index.html",
+                            str(tmp_path / "result.json")], capture_output=True, text=True, timeout=240,
+                           env={**os.environ, "CONVERTKIT_CHROMIUM": exe})
+    finally:
+        server.shutdown()
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert "failed" not in res and not res["pageErrors"], res
+    assert res["tfjs"]["backend"] == "webgl" and res["onnx"]["backend"] == "wasm"
+    tokens_name = res["tfjs"]["names"][0]
+    assert_close({"ok": True, **res["tfjs"]}, [tokens_name], _torch_reference(CATALOG["tokens"].builder, {"ids": ids}),
+                 atol=1e-3)  # WebGL's float precision
+    assert_close({"ok": True, **res["onnx"]}, ["logits"], list(outputs(str(bert_onnx[0]), [bert_feeds])[0].values()))
+    assert res["tfjs"]["error"] == 'InputError: input "ids" is missing: the model takes "ids"'
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the test's output is the result, not an access log
+        pass
 
 
 # -- the types: tsc --strict -----------------------------------------------------------------------
