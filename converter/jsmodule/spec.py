@@ -70,6 +70,17 @@ def _fixed(shape: tuple[Dim, ...] | None, fixed: Any) -> tuple[Dim, ...] | None:
     return tuple(f if isinstance(f, int) else d for d, f in zip(shape, fixed))
 
 
+def _unpermuted(shape: tuple[Dim, ...] | None, perm: Any) -> tuple[Dim, ...] | None:
+    """A source that is itself a converted model taking ``feed.transpose(perm)`` (e.g. a TF.js model
+    in NHWC optimized again): its specs are in its own layout; the module keeps the original's."""
+    if not perm or shape is None or len(perm) != len(shape):
+        return shape
+    out: list[Dim] = [None] * len(shape)
+    for i, p in enumerate(perm):
+        out[p] = shape[i]
+    return tuple(out)
+
+
 def module_spec(src: Artifact, final: Artifact, parity: Any, kind: str, model_file: str,
                 external_data: str | None = None) -> ModuleSpec:
     runtime = "tfjs" if final.format.name == "tfjs" else "onnx"
@@ -78,12 +89,14 @@ def module_spec(src: Artifact, final: Artifact, parity: Any, kind: str, model_fi
     to_model, _ = match_names([s.name for s in src_inputs], [s.name for s in final.inputs])
     layouts: Mapping[str, Any] = final.meta.get("input_layout") or {}
     fixed: Mapping[str, Any] = final.meta.get("fixed_shape") or {}
+    src_layouts: Mapping[str, Any] = src.meta.get("input_layout") or {}
     inputs = []
     for s in src_inputs:
         model_name = to_model.get(s.name, s.name)
         model_spec = by_model.get(model_name, s)
         lay = layouts.get(model_name) or {}
-        inputs.append(JsInput(s.name, _fixed(s.shape, fixed.get(model_name)), s.dtype,
+        shape = _unpermuted(s.shape, (src_layouts.get(s.name) or {}).get("perm"))
+        inputs.append(JsInput(s.name, _fixed(shape, fixed.get(model_name)), s.dtype,
                               s.layout or lay.get("source_layout"), model_name,
                               _model_dtype(runtime, model_spec.dtype), tuple(lay["perm"]) if lay.get("perm") else None))
     return ModuleSpec(runtime, kind, model_file, tuple(inputs), _outputs(src, final, parity, runtime), external_data)

@@ -165,3 +165,15 @@ def test_a_card_write_that_changed_the_model_is_refused(tmp_path, monkeypatch):
     with pytest.raises(MetadataChangedModel):
         embed.into_onnx(path, {"license": "mit"})
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_module_of_an_optimized_nhwc_tfjs_model_still_takes_the_original_nchw():
+    """optimize of a TF.js model in NHWC: its own specs are NHWC; the module keeps the app's NCHW."""
+    layout = {"x": {"perm": [0, 2, 3, 1], "layout": "NHWC", "source_layout": "NCHW"}}
+    src = _art("tfjs", [TensorSpec("x", ("batch", 32, 32, 3), "float32")], [TensorSpec("y", None, "float32")],
+               input_layout=layout)
+    final = _art("tfjs", [TensorSpec("x", (None, 32, 32, 3), "float32")], [TensorSpec("y", None, "float32")],
+                 input_layout=layout)
+    spec = module_spec(src, final, None, "graph-model", "model.json")
+    assert spec.constants()["INPUTS"] == [{"name": "x", "shape": ["batch", 3, 32, 32], "dtype": "float32", "layout": "NCHW"}]
+    assert spec.plan()["inputs"] == [{"name": "x", "dtype": "float32", "perm": [0, 2, 3, 1]}]
