@@ -44,6 +44,17 @@ def need_node() -> None:
         pytest.skip(f"{missing} not installed")
 
 
+def need_ort_web() -> None:
+    """Skip (locally) or fail (CI=true) without Node.js and the pinned onnxruntime-web npm package."""
+    need_node()
+    from converter.formats.onnx.web_runner import PACKAGE, modules_dir
+
+    if not (modules_dir() / PACKAGE / "package.json").is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"npm package {PACKAGE} required in CI (run `make install`)")
+        pytest.skip(f"npm package {PACKAGE} not installed")
+
+
 def convertkit(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "converter.cli", *map(str, args)], cwd=cwd or ROOT,
