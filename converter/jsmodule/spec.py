@@ -106,6 +106,14 @@ def _model_dtype(runtime: str, dtype: str) -> str:
     return "int32" if runtime == "tfjs" and dtype == "int64" else dtype
 
 
+def _returned(runtime: str, dtype: str, source_dtype: str | None) -> str:
+    """What predict() returns for an output the runtime gives as ``dtype``: TF.js's int32 for int64;
+    float32 for a float16 output of a float32 source (the ONNX module widens it, templates/onnx.js)."""
+    if runtime == "onnx" and dtype == "float16" and source_dtype == "float32":
+        return "float32"
+    return _model_dtype(runtime, dtype)
+
+
 def _outputs(src: Artifact, final: Artifact, parity: Any, runtime: str) -> tuple[JsOutput, ...]:
     """In the source's order under its names: the parity's (the reference's outputs, paired with the
     artifact's by the comparison), else the source's declared specs, else the artifact's."""
@@ -117,7 +125,8 @@ def _outputs(src: Artifact, final: Artifact, parity: Any, runtime: str) -> tuple
             model_spec = by_model.get(o.candidate_name)
             s = by_src.get(o.name) or model_spec
             dtype = o.got_dtype or (model_spec.dtype if model_spec else "float32")
-            out.append(JsOutput(o.name, s.shape if s else None, _model_dtype(runtime, dtype), o.ref_dtype, o.candidate_name))
+            out.append(JsOutput(o.name, s.shape if s else None, _returned(runtime, dtype, o.ref_dtype), o.ref_dtype,
+                                o.candidate_name))
         return tuple(out)
     names = [s.name for s in src.outputs] or [s.name for s in final.outputs]
     to_model, _ = match_names(names, [s.name for s in final.outputs])
@@ -126,5 +135,6 @@ def _outputs(src: Artifact, final: Artifact, parity: Any, runtime: str) -> tuple
         s = by_src.get(name) or by_model.get(model_name)
         model_spec = by_model.get(model_name) or s
         dtype = model_spec.dtype if model_spec else "float32"
-        out.append(JsOutput(name, s.shape if s else None, _model_dtype(runtime, dtype), s.dtype if s else None, model_name))
+        source_dtype = by_src[name].dtype if name in by_src else None
+        out.append(JsOutput(name, s.shape if s else None, _returned(runtime, dtype, source_dtype), source_dtype, model_name))
     return tuple(out)

@@ -262,6 +262,30 @@ def test_onnx_card_has_the_readme_licence_and_the_parity(app, bert_onnx):
     assert "import * as ort from 'onnxruntime-web';" in module
 
 
+def test_onnx_fp16_model_is_fed_and_read_in_float32_through_the_module(app, tmp_path):
+    """-p fp16:keep_io_types=false makes the model's inputs and outputs float16: the module converts
+    at the edges (round to nearest even, as numpy), so the app's float32 code stays the same."""
+    need("torch", "onnx", "onnxruntime")
+    import onnxruntime as ort
+
+    import converter
+
+    fx = CATALOG["two_io"]
+    out = tmp_path / "out"
+    report = converter.export(fx.builder, to="onnx", out_dir=out, inputs=list(fx.inputs), passes=["fp16:keep_io_types=false"])
+    assert report.verdict == "PASSED"
+    rng = np.random.default_rng(5)
+    feeds = {"a": rng.standard_normal((3, 8)).astype(np.float32) * 10, "b": rng.standard_normal((3, 4)).astype(np.float32)}
+    feeds["a"][0, :3] = [65504.0, 1e-7, -0.0001]  # fp16's largest, a subnormal, a rounding case
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    ref = session.run(None, {k: v.astype(np.float16) for k, v in feeds.items()})
+    res = run_module(app, out, [{"inputs": {k: feed("Float32Array", v) for k, v in feeds.items()}}])
+    assert [o["dtype"] for o in res["outputs"]] == ["float32", "float32"]
+    (r,) = res["results"]
+    assert [r["outputs"][n]["array"] for n in ("output_0", "output_1")] == ["Float32Array", "Float32Array"]
+    assert_close(r, ["output_0", "output_1"], [x.astype(np.float32) for x in ref], atol=0)
+
+
 # -- in a browser: headless Chromium, the modules through an import map ---------------------------------
 
 PAGE = """<!doctype html><html><body>

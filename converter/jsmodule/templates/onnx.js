@@ -7,6 +7,47 @@ const RUNTIME_ADAPTER = {
   tensorDtypes: (dtype) => [dtype],
 };
 
+// float16 models whose source takes float32 (-p fp16:keep_io_types=false): the module converts at the
+// edges, so an app feeds and reads float32 either way. Round to nearest even, as numpy's astype.
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+function toHalf(v) {
+  F32[0] = v;
+  const x = U32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 112;  // rebias 127 -> 15
+  if (e >= 0x1f) return sign | 0x7c00;
+  let shift = 13;
+  let base = e << 10;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    shift = 14 - e;
+    base = 0;
+  }
+  let h = base | (mant >>> shift);
+  const rem = mant & ((1 << shift) - 1);
+  const halfway = 1 << (shift - 1);
+  if (rem > halfway || (rem === halfway && (h & 1))) h += 1;
+  return sign | h;
+}
+
+function fromHalf(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+const halves = (data) => Uint16Array.from(data, toHalf);
+const floats = (data) => (data instanceof Uint16Array ? Float32Array.from(data, fromHalf) : Float32Array.from(data));
+
 /** Transpose a C-order array of `shape` by `perm` (the model's layout differs from the source's). */
 function transpose(data, shape, perm) {
   const rank = shape.length;
@@ -43,13 +84,14 @@ class Model {
     INPUTS.forEach((spec, i) => {
       const plan = PLAN.inputs[i];
       const feed = feeds[i];
-      if (feed.tensor && !plan.perm) {
+      if (feed.tensor && !plan.perm && feed.dtype === plan.dtype) {
         named[plan.name] = feed.tensor;
         return;
       }
       let data = feed.tensor ? feed.tensor.data : feed.data;
       let shape = feed.shape;
       if (plan.dtype === 'int64' && !(data instanceof BigInt64Array)) data = BigInt64Array.from(data, (v) => BigInt(v));
+      if (plan.dtype === 'float16' && spec.dtype !== 'float16') data = halves(data);
       if (plan.perm) ({ data, shape } = transpose(data, shape, plan.perm));
       named[plan.name] = new ort.Tensor(plan.dtype, data, shape);
     });
@@ -57,7 +99,8 @@ class Model {
     const out = {};
     OUTPUTS.forEach((spec, i) => {
       const t = got[PLAN.outputs[i].name];
-      out[spec.name] = { data: t.data, shape: Array.from(t.dims), dtype: t.type };
+      const widen = t.type === 'float16' && spec.dtype === 'float32';
+      out[spec.name] = { data: widen ? floats(t.data) : t.data, shape: Array.from(t.dims), dtype: widen ? 'float32' : t.type };
     });
     return out;
   }
