@@ -438,17 +438,18 @@ def test_require_license_exits_2_before_any_work(tmp_path):
 
 
 def test_no_js_writes_the_card_but_no_module(tmp_path):
+    """Through the CLI: --no-js, and --license satisfying --require-license."""
     need("torch", "onnx", "onnxruntime")
-    import converter
     from converter.jsmodule import read_card
 
     out = tmp_path / "out"
     fx = CATALOG["two_io"]
-    report = converter.export(fx.builder, to="onnx", out_dir=out, inputs=list(fx.inputs), js_module=False,
-                              passes=["simplify"])
-    assert report.verdict == "PASSED"
+    r = convertkit("export", fx.builder, *(a for spec in fx.inputs for a in ("-i", spec)), "--to", "onnx", "-p", "simplify",
+                   "--no-js", "--license", "bsd-3-clause", "--require-license", "-o", out)
+    assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "report.json"]
+    report = json.loads((out / "report.json").read_text())
     card = read_card(out / "model.onnx")
-    assert card["passes"] == [{"name": "simplify", "config": report.stages[-1].config}]
-    assert card["stages"] == [s.stage for s in report.stages]
-
+    assert card["passes"] == [{"name": "simplify", "config": report["stages"][-1]["config"]}]
+    assert card["stages"] == [s["stage"] for s in report["stages"]] == ["torch->onnx", "simplify"]
+    assert (card["license"], card["license_from"]) == ("bsd-3-clause", "--license")
