@@ -296,3 +296,70 @@ def test_report_options_call_the_report_writers(first, rerun, tmp_path, kind):
 
         cases = ET.fromstring(text).iter("testcase")
         assert [c.get("classname") for c in cases] == ["mlp", "mlp"]  # one testcase per model x target
+
+
+RAY_PIPELINE = """
+[defaults]
+samples = 2
+[[model]]
+name = "mlp"
+source = "mlp.pt2"
+passes = ["quantize"]
+[[model]]
+name = "cnn"
+source = "cnn.pt2"
+[[model]]
+name = "two_io"
+source = "two_io.pt2"
+"""
+
+
+def test_ray_executor_runs_a_pipeline_with_local_outputs_and_the_same_cache(tmp_path, torch_fixtures):
+    """A local Ray runtime (ray.init on this machine) runs three models as Ray tasks; their
+    artifacts land in OUTDIR as the local executor writes them, and the local executor then
+    restores all three from the cache the Ray run filled."""
+    need("ray", "torch", "onnx", "onnxruntime", "onnxscript")
+    for name in ("mlp", "cnn", "two_io"):
+        shutil.copy(torch_fixtures[name]["pt2"], tmp_path / f"{name}.pt2")
+    (tmp_path / "p.toml").write_text(RAY_PIPELINE)
+    code = _snapshot(tmp_path / "code")
+    env = {"CONVERTKIT_CACHE": str(tmp_path / "cache"), "RAY_ADDRESS": ""}
+    r = ck(code, "run", tmp_path / "p.toml", "-o", tmp_path / "out", "--executor", "ray", "--jobs", "2", env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = _summary(tmp_path / "out")
+    rows.pop("_")
+    assert list(rows) == ["mlp/onnx", "cnn/onnx", "two_io/onnx"]
+    assert all(row["verdict"] == "PASSED" and not row["cached"] for row in rows.values())
+    report = json.loads((tmp_path / "out" / "mlp" / "onnx" / "report.json").read_text())
+    assert report["artifact"] == str(tmp_path / "out" / "mlp" / "onnx" / "model.onnx")  # not the task's folder
+    assert report["source"]["location"] == str(tmp_path / "mlp.pt2")
+    assert re.search(rf"^{STAMP} two_io/onnx: end torch->onnx \(\d+\.\d s\)$", r.stdout, re.M)  # live from the tasks
+    made = _artifacts(tmp_path / "out")
+    r = ck(code, "run", tmp_path / "p.toml", "-o", tmp_path / "out", env=env)
+    assert r.returncode == 0, r.stderr
+    rows = _summary(tmp_path / "out")
+    rows.pop("_")
+    assert all(row["cached"] for row in rows.values()) and _artifacts(tmp_path / "out") == made
+
+
+BLOCK_RAY = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'ray':
+            raise ImportError('No module named ray (blocked by the test)')
+sys.meta_path.insert(0, Block())
+from converter.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_ray_executor_without_ray_is_a_clear_error_before_any_work(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"never read")
+    (tmp_path / "p.toml").write_text('[[model]]\nname = "m"\nsource = "m.onnx"\npasses = ["simplify"]\n')
+    r = subprocess.run([sys.executable, "-c", BLOCK_RAY, "run", str(tmp_path / "p.toml"), "-o", str(tmp_path / "out"),
+                        "--executor", "ray"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == ("convertkit: error: --executor ray: Ray is not installed (No module named ray (blocked "
+                                "by the test)) (pip install 'convertkit[ray]', or use --executor local)")
+    assert not (tmp_path / "out").exists()
