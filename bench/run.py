@@ -16,6 +16,8 @@ Targets:
   top-1 >= 0.98 on clear decisions, weight bytes <= 0.30x of fp32.
 - passes (bench/passes.py): int8 <= 0.27x and fp16 <= 0.51x of the fp32 file for weight-dominated
   models; int8 dynamic onnxruntime latency on the tiny BERT <= 0.8x fp32 at batch 8.
+- onnxruntime-web (bench/ort_web.py): wasm latency at batch 1 on the CNN beside onnxruntime's, the
+  runtime's start and the kernel preflight's cost (recorded, no target).
 - `convertkit run` (bench/pipeline_cache.py): an unchanged pipeline's rerun from the cache >= 10x
   faster than the first run, byte-identical artifacts.
 """
@@ -120,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
         results["tfjs_uint8_map"] = tfjs_quant.run(Path(tmp) / "tfjs_quant")
         tfjs_quant.show(results["tfjs_uint8_map"])
+        from bench import ort_web
+
+        results["ort_web"] = ort_web.run(Path(tmp) / "ort_web")
+        ort_web.show(results["ort_web"])
         from bench import pipeline_cache
 
         results["pipeline_cache"] = pipeline_cache.run(measure, args.repeat, Path(tmp))
