@@ -196,6 +196,27 @@ def test_tfjs_layers_module_matches_keras(app, tmp_path):
     assert card["source"]["sha256"] == hashlib.sha256(h5.read_bytes()).hexdigest()
 
 
+def test_tfjs_graph_with_control_flow_runs_through_the_module(app, tmp_path):
+    """A Keras LSTM's TF.js graph has a while loop: execute() refuses it, the module goes on with
+    executeAsync(); the numbers are Keras's."""
+    need("tensorflow", "tf_keras", "tensorflowjs")
+    import converter
+    from converter.api import outputs
+    from fixtures.build_tf import build
+
+    source = build(tmp_path / "fx", ["keras_lstm"])["keras_lstm"]["keras"]
+    out = tmp_path / "out"
+    assert converter.export(str(source), to="tfjs", out_dir=out).verdict == "PASSED"
+    ops = {n["op"] for n in json.loads((out / "model.json").read_text())["modelTopology"]["node"]}
+    assert {"LoopCond", "Merge", "Switch"} <= ops
+    ids = np.random.default_rng(6).integers(0, 50, size=(2, 6)).astype(np.int32)
+    ref = list(outputs(str(source), [{"ids": ids}])[0].values())
+    res = run_module(app, out, [{"inputs": {"ids": feed("Int32Array", ids)}}, {"inputs": {"ids": feed("array", ids)}}])
+    assert res["inputs"] == [{"name": "ids", "shape": ["batch", "d1"], "dtype": "int32"}]
+    for r in res["results"]:
+        assert_close(r, [res["outputs"][0]["name"]], ref)
+
+
 # -- ONNX in onnxruntime-web: the tiny BERT (int64 ids), licence from its README ---------------------
 
 

@@ -53,6 +53,7 @@ class Model {
   constructor(model, backend) {
     this.model = model;
     this.backend = backend;
+    this.needsAsync = false;  // execute() warns nothing and is quicker; executeAsync() for control flow
     this.inputs = INPUTS;
     this.outputs = OUTPUTS;
     this.metadata = METADATA;
@@ -97,7 +98,16 @@ class Model {
   async run(named) {
     if (PLAN.kind === 'graph-model') {
       const names = PLAN.outputs.map((o) => o.name);
-      const out = await this.model.executeAsync(named, names);
+      let out = null;
+      if (!this.needsAsync) {
+        try {
+          out = this.model.execute(named, names);
+        } catch (err) {  // control flow or dynamic shapes: TF.js asks for executeAsync (before running anything)
+          if (!/executeAsync/.test(String(err && err.message))) throw err;
+          this.needsAsync = true;
+        }
+      }
+      if (out === null) out = await this.model.executeAsync(named, names);
       return Array.isArray(out) ? out : [out];
     }
     const model = this.model;
