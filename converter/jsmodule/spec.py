@@ -135,6 +135,6 @@ def _outputs(src: Artifact, final: Artifact, parity: Any, runtime: str) -> tuple
         s = by_src.get(name) or by_model.get(model_name)
         model_spec = by_model.get(model_name) or s
         dtype = model_spec.dtype if model_spec else "float32"
-        source_dtype = by_src[name].dtype if name in by_src else None
+        source_dtype = s.dtype if s else None  # the source's, else what the artifact declares
         out.append(JsOutput(name, s.shape if s else None, _returned(runtime, dtype, source_dtype), source_dtype, model_name))
     return tuple(out)
