@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import sys
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -205,14 +206,32 @@ def test_browser_renders_a_page_headless(cache: str):
 
 def test_ray_only_when_asked(tmp_path: Path, cache: str):
     opts = default_options()
-    assert [c.name for c in diagnose(opts, [dc.check_ray]).checks] == []
-    [row] = dc.check_ray(dc.Options(opts.locks, opts.node_modules, opts.package_lock, opts.cache, ray=True))
-    if "ray" in dc.installed_versions():
-        assert row.status is Status.OK and row.detail.endswith("imports")
-    else:
+    assert diagnose(opts, [dc.check_ray]).checks == ()
+    [row] = dc.check_ray(replace(opts, ray=True))
+    have = dc.installed_versions().get("ray")
+    if have is None:
         assert row.status is Status.FAIL and row.detail == "ray is not installed" and "convertkit[ray]" in row.fix
         r, rows = doctor("--ray", CONVERTKIT_CACHE=cache)
         assert r.returncode == 2 and rows["ray"]["status"] == "FAIL"
+        return
+    assert row.status is Status.OK and row.detail == f"ray {have} imports"
+    lock = tmp_path / "lock.txt"
+    lock.write_text("ray==0.0.1\n")
+    [bad] = dc.check_ray(replace(opts, locks=(lock,), ray=True))
+    assert bad.status is Status.FAIL and bad.detail == f"ray {have} installed, the lock pins ray==0.0.1"
+    r, rows = doctor("--ray", "--lock", str(lock), CONVERTKIT_CACHE=cache)
+    assert r.returncode == 2 and rows["ray"]["status"] == "FAIL"
+
+
+def test_optional_package_missing_is_not_a_failure(tmp_path: Path):
+    """Ray is pinned in the lock but only installed with convertkit[ray]: without it the lock row
+    still passes and says so; a missing required pin fails beside it."""
+    lock = tmp_path / "lock.txt"
+    lock.write_text("ray==2.52.1\nclick==8.5.1\n")
+    ok = dc._check_lock(lock, {"click": "8.5.1"})
+    assert ok.status is Status.OK and ok.detail.endswith("not installed: ray (optional: checked with --ray)")
+    bad = dc._check_lock(lock, {})
+    assert bad.status is Status.FAIL and bad.problems == ("click==8.5.1: not installed",)
 
 
 def test_python_row_reads_requires_python():
