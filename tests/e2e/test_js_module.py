@@ -307,6 +307,39 @@ def test_onnx_fp16_model_is_fed_and_read_in_float32_through_the_module(app, tmp_
     assert_close(r, ["output_0", "output_1"], [x.astype(np.float32) for x in ref], atol=0)
 
 
+def test_onnx_module_transposes_into_the_models_layout(app, tmp_path):
+    """An ONNX model that takes NHWC where its source took NCHW (``input_layout``): the module takes
+    NCHW and transposes (its own code: onnxruntime-web has no transpose helper). The model here is
+    an Identity, so the output is exactly what the module fed."""
+    need("onnx")
+    import onnx
+    from onnx import helper
+
+    from converter.core import Artifact, Format, TensorSpec
+    from converter.jsmodule.render import render_dts, render_js
+    from converter.jsmodule.spec import module_spec
+
+    out = tmp_path / "out"
+    out.mkdir()
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 4, 5, 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 5, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(out / "model.onnx"))
+    layout = {"x": {"perm": [0, 2, 3, 1], "layout": "NHWC", "source_layout": "NCHW"}}
+    src = Artifact(Format("torch"), None, (TensorSpec("x", ("batch", 3, 4, 5), "float32"),),
+                   (TensorSpec("y", ("batch", 4, 5, 3), "float32"),))
+    final = Artifact(Format("onnx"), out / "model.onnx", (TensorSpec("x", ("batch", 4, 5, 3), "float32"),),
+                     (TensorSpec("y", ("batch", 4, 5, 3), "float32"),), meta={"input_layout": layout})
+    spec = module_spec(src, final, None, "onnx", "model.onnx")
+    card = {"source": {"format": "torch"}, "convertkit": "test"}
+    (out / "model.js").write_text(render_js(spec, card))
+    (out / "model.d.ts").write_text(render_dts(spec, card))
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    res = run_module(app, out, [{"inputs": {"x": feed("Float32Array", x)}}])
+    assert res["inputs"] == [{"name": "x", "shape": ["batch", 3, 4, 5], "dtype": "float32", "layout": "NCHW"}]
+    assert_close(res["results"][0], ["y"], [x.transpose(0, 2, 3, 1)], atol=0)
+
+
 # -- in a browser: headless Chromium, the modules through an import map ---------------------------------
 
 PAGE = """<!doctype html><html><body>
