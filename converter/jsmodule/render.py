@@ -78,7 +78,7 @@ def render_js(spec: ModuleSpec, card: dict[str, Any]) -> str:
         "",
         "/** The source's inputs, as predict() takes them: name, shape (a string is a dynamic dim), dtype, layout. */",
         f"export const INPUTS = freeze({_js(consts['INPUTS'])});",
-        "/** The outputs predict() returns, in the source's order, under its names (dtype: what the runtime gives). */",
+        "/** The outputs predict() returns, in the source's order, under its names, with the dtype it returns. */",
         f"export const OUTPUTS = freeze({_js(consts['OUTPUTS'])});",
         "/** The model card: source and its sha256, versions, stages and passes, parity, licence. */",
         f"export const METADATA = freeze({_js(card)});",

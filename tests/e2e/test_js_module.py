@@ -487,7 +487,7 @@ def test_require_license_exits_2_before_any_work(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == (
         f"convertkit: error: --require-license: {src} declares no licence (no README.md front matter 'license:', "
-        "no config.json 'license') (give --license SPDX-ID, e.g. --license mit)")
+        "no config.json 'license', no model card) (give --license SPDX-ID, e.g. --license mit)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf-model"]
 
 

@@ -45,9 +45,34 @@ def test_license_option_wins_and_require_license_refuses_unknown(tmp_path):
     with pytest.raises(UsageError) as exc:
         licence_for(model, require=True)
     assert exc.value.one_line() == (f"--require-license: {model} declares no licence (no README.md front matter "
-                                    "'license:', no config.json 'license') (give --license SPDX-ID, e.g. --license mit)")
+                                    "'license:', no config.json 'license', no model card) "
+                                    "(give --license SPDX-ID, e.g. --license mit)")
     with pytest.raises(UsageError, match="names no licence"):
         licence_for(model, "unknown")
+
+
+def test_a_converted_model_carries_its_licence_to_the_next_run(tmp_path):
+    """optimize of a model convertkit wrote: the licence in its card (TF.js) or metadata_props (ONNX)."""
+    tfjs = tmp_path / "web"
+    tfjs.mkdir()
+    (tfjs / "model.json").write_text(json.dumps({"modelTopology": {}, "userDefinedMetadata": {
+        "convertkit": {"card": {"license": "apache-2.0"}}}}))
+    assert licence_for(tfjs, require=True) == Licence("apache-2.0", "the model's card (model.json)")
+    assert licence_for(tfjs / "model.json") == Licence("apache-2.0", "the model's card (model.json)")
+    need("onnx")
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    assert find_licence(path) == Licence()
+    helper.set_model_props(model, {"license": "mit"})
+    onnx.save(model, str(path))
+    assert find_licence(path) == Licence("mit", "ONNX metadata_props")
 
 
 def test_source_digest_of_a_file_and_of_a_directory(tmp_path):
