@@ -196,6 +196,23 @@ def test_a_corrupted_entry_is_rebuilt_and_never_used(first, rerun):
     assert set(manifest["files"]) >= {"artifact/model.onnx", "artifact/report.json", "row.json"}
 
 
+def test_an_error_removes_the_artifact_an_earlier_run_left(first, rerun, tmp_path):
+    """A model that now fails (its source replaced by a broken file) leaves no artifact: the
+    earlier run's folder would pass for this run's. Its other target is not touched."""
+    out = tmp_path / "out"
+    shutil.copytree(first["out"], out)
+    shutil.copytree(first["root"] / "models", tmp_path / "models")  # the whole file is checked: every source
+    (tmp_path / "models" / "mlp.pt2").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "models.toml").write_text(first["pipeline"].read_text())
+    tfjs = _artifacts(out)["mlp/tfjs/model.json"]
+    r = ck(first["code"], "run", tmp_path / "models.toml", "-o", out, "--only", "mlp", "--target", "onnx",
+           env=first["env"])
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr
+    row = _summary(out)["mlp/onnx"]
+    assert (row["verdict"], row["exit_code"], row["artifact"]) == ("ERROR", 2, None) and "mlp.pt2" in row["error"]
+    assert not (out / "mlp" / "onnx").exists() and _artifacts(out)["mlp/tfjs/model.json"] == tfjs
+
+
 def test_quiet_prints_only_the_summary(first, rerun):
     r = ck(first["code"], "run", first["pipeline"], "-o", first["out"], "--only", "mlp", "-q", env=first["env"])
     assert r.returncode == 0, r.stderr
@@ -267,8 +284,10 @@ timeout = 5
 name = "fine"
 source = "mlp.pt2"
 """)
-    r = convertkit("run", tmp_path / "p.toml", "-o", tmp_path / "out", "--jobs", "3", "--no-cache")
+    r = convertkit("run", tmp_path / "p.toml", "-o", tmp_path / "out", "--jobs", "3", "--no-cache",
+                   env={"CONVERTKIT_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 4, r.stdout[-2000:] + r.stderr
+    assert not (tmp_path / "cache").exists()  # --no-cache neither reads nor writes it
     rows = _summary(tmp_path / "out")
     assert (rows["crash/onnx"]["verdict"], rows["crash/onnx"]["exit_code"]) == ("ERROR", 4)
     assert "was killed by SIGKILL (out of memory?)" in rows["crash/onnx"]["error"]
