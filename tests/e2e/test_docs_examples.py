@@ -76,24 +76,21 @@ def _make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, torch_fixtures: dict) -> Path:
     """A user's project as docs/ci.md lays it out: pipeline.toml (the example's, as it is) beside
-    models/ with the files it names, built from the fixtures."""
+    models/ with the files it names, copied from the session's fixtures."""
     need("torch", "onnx", "onnxruntime", "tensorflow", "tensorflowjs")
     need_node()
     if shutil.which("make") is None:
         pytest.skip("make not installed")
-    from fixtures.build import build
-
     root = tmp_path_factory.mktemp("project")
-    built = build(root / "fixtures", ["cnn", "mlp"])
+    built = torch_fixtures
     models = root / "models"
     models.mkdir()
     shutil.copyfile(built["cnn"]["pt2"], models / "classifier.pt2")
     shutil.copyfile(built["mlp"]["pt2"], models / "ranker.pt2")
     shutil.copyfile(built["mlp"]["inputs"], models / "ranker-sample.npz")
     shutil.copyfile(EXAMPLES / "pipeline.toml", root / "pipeline.toml")
-    shutil.rmtree(root / "fixtures")
     return root
 
 
