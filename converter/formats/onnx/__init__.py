@@ -142,6 +142,14 @@ def make_runner(artifact: Artifact, onnx_runtime: str = "python", **options: Any
     return OrtRunner(artifact)
 
 
+def prewarm(onnx_runtime: str = "python", **_: Any) -> None:
+    """With onnxruntime-web: start Node and compile its wasm module while the model is converted."""
+    if onnx_runtime in ("web", "both"):
+        from .web_runner import prestart
+
+        prestart()
+
+
 def _stages() -> tuple[type, ...]:
     from .from_hf import HfToOnnx
     from .from_tf import KerasToOnnx, TfToOnnx

@@ -18,6 +18,7 @@ Stdlib at import time; onnx and numpy are imported when a runner is used.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -62,12 +63,49 @@ def node_env() -> dict[str, str]:
     return env
 
 
-def start_node() -> nodeproc.NodeProcess:
-    """``node ort_web.mjs``: onnxruntime-web imported, waiting for requests."""
+def start_node(*, warm: bool = False) -> nodeproc.NodeProcess:
+    """``node ort_web.mjs``: onnxruntime-web imported (``warm``: its wasm module compiled too),
+    waiting for requests."""
     version()  # the package is there, or a clear MissingDependencyError
-    argv = [nodeproc.node_executable("onnxruntime-web models"), str(SCRIPT), "--idle-exit", "600"]
-    return nodeproc.NodeProcess(argv, node_env(), label="the onnxruntime-web runner",
+    argv = [nodeproc.node_executable("onnxruntime-web models"), str(SCRIPT), "--idle-exit", str(PRESTART_IDLE_S)]
+    return nodeproc.NodeProcess(argv + (["--warm"] if warm else []), node_env(), label="the onnxruntime-web runner",
                                 crash_hint="run `node converter/formats/tfjs/node/ort_web.mjs` by hand to see more")
+
+
+#: a Node started ahead of need (prestart), by where its npm packages come from; taken by the next runner
+_PRESTARTED: dict[str, nodeproc.NodeProcess] = {}
+#: a prestarted Node that no runner takes within this many seconds exits by itself
+PRESTART_IDLE_S = 600
+
+
+def prestart() -> bool:
+    """Start Node with onnxruntime-web and compile its wasm module now (about 1 s, run while Python
+    converts), so that the next OrtWebRunner only probes and loads its model. Best effort: a missing
+    Node or npm package is left for the runner to report. True when one is waiting."""
+    key = os.environ.get("CONVERTKIT_NODE_MODULES", "")
+    node = _PRESTARTED.get(key)
+    if node is not None and node.alive():
+        return True
+    try:
+        _PRESTARTED[key] = start_node(warm=True)
+    except (MissingDependencyError, OSError):
+        return False
+    if len(_PRESTARTED) == 1:
+        atexit.register(_stop_prestarted)
+    return True
+
+
+def _take_prestarted() -> nodeproc.NodeProcess | None:
+    node = _PRESTARTED.pop(os.environ.get("CONVERTKIT_NODE_MODULES", ""), None)
+    if node is not None and (not node.alive() or time.monotonic() - node.started > PRESTART_IDLE_S - 30):
+        node.stop()  # died waiting (its idle exit), or about to: start a fresh one instead
+        return None
+    return node
+
+
+def _stop_prestarted() -> None:
+    while _PRESTARTED:
+        _PRESTARTED.popitem()[1].stop()
 
 
 class OrtWebRunner(Runner):
@@ -94,7 +132,7 @@ class OrtWebRunner(Runner):
 
         t0 = time.perf_counter()
         model = load_proto(self.path, weights=False)  # types suffice; external data keeps its names
-        self._node = start_node()
+        self._node = _take_prestarted() or start_node()
         try:
             self.preflight = preflight(model, self._node, version())
             if self.preflight.missing:

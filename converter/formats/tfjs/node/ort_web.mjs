@@ -4,7 +4,10 @@
  * serves requests over stdin/stdout until stdin closes. The ONNX work is ort_web_core.mjs (which
  * runs in a browser too); this file only does the process and file I/O.
  *
- *   node ort_web.mjs [--idle-exit SECONDS] [--threads N]
+ *   node ort_web.mjs [--idle-exit SECONDS] [--threads N] [--warm]
+ *
+ * --warm opens a one-node model at start, so that the wasm module is compiled before the first
+ * request (web_runner.prestart starts Node that way while Python still converts).
  *
  * Started by converter/formats/onnx/web_runner.py. Frames as in wire.mjs. Requests, in any order:
  *
@@ -33,10 +36,14 @@ import {
 
 quietConsole();
 
+// y = Identity(x), float32[1], opset 17: opening it compiles and instantiates the wasm module (--warm)
+const WARM_MODEL = Buffer.from('CAgSADo3ChAKAXgSAXkiCElkZW50aXR5EgF3Wg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUIECgAQEQ==', 'base64');
+
 function parseArgs(argv) {
-  const opts = { idleExit: 0, threads: 1 };
+  const opts = { idleExit: 0, threads: 1, warm: false };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--idle-exit') opts.idleExit = Number(argv[++i]);
+    else if (argv[i] === '--warm') opts.warm = true;
     else if (argv[i] === '--threads') opts.threads = Number(argv[++i]);
     else throw new Error(`unknown argument '${argv[i]}' (usage: ort_web.mjs [--idle-exit S] [--threads N])`);
   }
@@ -134,6 +141,7 @@ async function main() {
     const opts = parseArgs(process.argv.slice(2));
     ort = await loadOrt();
     configure(ort, { numThreads: opts.threads });
+    if (opts.warm) await (await createSession(ort, WARM_MODEL)).session.release();
     idle = opts.idleExit > 0 ? setTimeout(() => process.exit(0), opts.idleExit * 1000) : null;
   } catch (err) {
     await send(frame({ type: 'error', kind: 'load', error: oneLine(err) }));
