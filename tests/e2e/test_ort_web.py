@@ -6,6 +6,7 @@ pinned onnxruntime-web, onnxruntime in Python."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,28 @@ def test_missing_onnxruntime_web_package_is_a_one_line_exit_2(torch_fixtures: di
     assert r.returncode == 2, r.stderr[-2000:]
     assert "npm package onnxruntime-web not found" in _error_line(r)
     assert not out.exists()
+
+
+def test_the_js_runner_core_runs_unchanged_in_headless_chromium(cnn_web, tmp_path: Path) -> None:
+    """ort_web_core.mjs, which the Node runner uses, run as-is in a page (the browser validation of
+    #16 section 2 builds on it): same outputs as onnxruntime in Python."""
+    import subprocess
+
+    from tests.conftest import ROOT, need_chromium
+
+    chromium = need_chromium()
+    need("onnxruntime")
+    import onnxruntime as ort
+
+    src, r = cnn_web
+    assert r.returncode == 0, r.stderr[-2000:]
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    x.tofile(tmp_path / "feed.f32")
+    p = subprocess.run(["node", str(ROOT / "tests" / "e2e" / "ort_web_browser.mjs"), str(src / "model.onnx"), "x",
+                        "1,3,32,32", str(tmp_path / "feed.f32")], capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "CONVERTKIT_CHROMIUM": chromium})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    (out,) = json.loads(p.stdout)["outputs"]
+    want = ort.InferenceSession(str(src / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert out["shape"] == list(want.shape) and out["dtype"] == "float32"
+    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(want.shape), want, atol=1e-5, rtol=1e-4)
