@@ -208,3 +208,25 @@ def test_the_js_runner_core_runs_unchanged_in_headless_chromium(cnn_web, tmp_pat
     want = ort.InferenceSession(str(src / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert out["shape"] == list(want.shape) and out["dtype"] == "float32"
     np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(want.shape), want, atol=1e-5, rtol=1e-4)
+
+
+def test_preflight_cache_is_reused_and_a_damaged_one_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    need_ort_web()
+    import onnx
+
+    from converter.formats.onnx.web_kernels import cache_file, preflight
+    from converter.formats.onnx.web_runner import start_node, version
+
+    monkeypatch.setenv("CONVERTKIT_CACHE", str(tmp_path / "cache"))
+    _, cand = _uint16_models(tmp_path)
+    model = onnx.load(str(cand))
+    node = start_node()
+    try:
+        first = preflight(model, node, version())
+        again = preflight(model, node, version())
+        cache_file(version()).write_text("{not json")
+        rebuilt = preflight(model, node, version())
+    finally:
+        node.stop()
+    assert (first.checked, first.probed) == (4, 4) and again.probed == 0 and rebuilt.probed == 4  # 2 Casts too
+    assert first.missing == again.missing == rebuilt.missing == ("BitShift(uint16, uint16)", "Max(uint16, uint16)")
