@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...deps import require
+from ...errors import ConversionError
 from .. import nodeproc
 
 _SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
@@ -175,8 +176,9 @@ def preflight(model: Any, node: nodeproc.NodeProcess, version: str) -> Preflight
         node.send({"type": "probe", "models": [{"key": s.key, "byteLength": len(b)} for s, b in zip(todo, blobs)]},
                   blobs)
         reply, _ = node.read()
-        if reply.get("type") != "probed":
-            raise node.crashed() if not node.alive() else RuntimeError(f"kernel probe failed: {reply}")
+        if reply.get("type") != "probed":  # Node could not start onnxruntime-web, or a protocol bug
+            raise ConversionError(f"onnxruntime-web's kernel preflight failed: {reply.get('error', reply)}",
+                                  hint="run `node converter/formats/tfjs/node/ort_web.mjs` by hand to see more")
         for r in reply["results"]:
             known[r["key"]] = not r["missing"]
         _save_cache(path, known)
