@@ -137,8 +137,36 @@ class RichProgress:
         self.bar.stop()
 
 
+#: the summary table's columns, in order; on a terminal too narrow for all, the last of DROP go first
+COLUMNS = ("model", "target", "passes", "verdict", "exit", "size", "vs source", "latency ms", "worst cosine",
+           "seconds", "cached")
+DROP = ("passes", "exit", "size", "worst cosine", "cached", "seconds", "latency ms", "vs source")
+RIGHT = ("exit", "size", "vs source", "latency ms", "seconds")
+
+
+def _cells(r: Row) -> dict[str, str]:
+    ratio = f"{r.bytes / r.source_bytes:.2f}x" if r.bytes and r.source_bytes else "-"
+    return {"model": r.model, "target": r.target, "passes": ", ".join(r.passes) or "-", "verdict": r.verdict,
+            "exit": str(r.exit_code), "size": size(r.bytes), "vs source": ratio,
+            "latency ms": f"{r.latency_ms:.3g}" if r.latency_ms is not None else "-",
+            "worst cosine": f"{r.worst_cosine:.6f}" if r.worst_cosine is not None else "-",
+            "seconds": f"{r.seconds:.1f}", "cached": "yes" if r.cached else ""}
+
+
+def fitting_columns(rows: list[dict[str, str]], width: int) -> list[str]:
+    """The columns that fit ``width`` (each as wide as its widest cell, two spaces between)."""
+    need = {c: max([len(c), *(len(row[c]) for row in rows)]) + 2 for c in COLUMNS}
+    keep = list(COLUMNS)
+    for col in reversed(DROP):
+        if sum(need[c] for c in keep) <= width:
+            break
+        keep.remove(col)
+    return keep
+
+
 def print_summary(summary: Summary, where: str, stream: IO[str] | None = None) -> None:
     """The table of rows, the failures one per line, and a closing line with the exit code."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -146,18 +174,14 @@ def print_summary(summary: Summary, where: str, stream: IO[str] | None = None) -
     stream = stream or sys.stdout
     plain = plain_output(stream)
     console = Console(file=stream, force_terminal=False, no_color=True, width=160) if plain else Console(file=stream)
-    table = Table(show_edge=False, title="convertkit run", title_justify="left")
-    for col in ("model", "target", "passes", "verdict", "exit", "bytes", "vs source", "latency ms", "worst cosine",
-                "seconds", "cached"):
-        table.add_column(col, justify="right" if col in ("exit", "bytes", "vs source", "latency ms", "seconds") else "left")
-    for r in summary.rows:
+    rows = [_cells(r) for r in summary.rows]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="convertkit run", title_justify="left")
+    columns = fitting_columns(rows, console.width)
+    for col in columns:
+        table.add_column(col, justify="right" if col in RIGHT else "left", no_wrap=True)
+    for r, cells in zip(summary.rows, rows):
         color = COLORS.get(r.verdict, "yellow")
-        ratio = f"{r.bytes / r.source_bytes:.2f}x" if r.bytes and r.source_bytes else "-"
-        table.add_row(escape(r.model), r.target, escape(", ".join(r.passes)) or "-", f"[{color}]{r.verdict}[/]",
-                      str(r.exit_code), f"{r.bytes:,}" if r.bytes is not None else "-", ratio,
-                      f"{r.latency_ms:.3g}" if r.latency_ms is not None else "-",
-                      f"{r.worst_cosine:.6f}" if r.worst_cosine is not None else "-", f"{r.seconds:.1f}",
-                      "yes" if r.cached else "")
+        table.add_row(*(f"[{color}]{r.verdict}[/]" if c == "verdict" else escape(cells[c]) for c in columns))
     console.print(table)
     for r in summary.rows:
         if r.verdict == ERROR:
@@ -172,3 +196,15 @@ def print_summary(summary: Summary, where: str, stream: IO[str] | None = None) -
     cached = sum(r.cached for r in summary.rows)
     console.print(f"{', '.join(parts)}; {cached} from the cache; {summary.seconds:.1f} s; "
                   f"summary: {escape(where)}; exit {summary.exit_code}", highlight=False)
+
+
+def size(n: int | None) -> str:
+    """Bytes for people: 812 B, 23.4 KiB, 1.2 MiB, 3.0 GiB."""
+    if n is None:
+        return "-"
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
