@@ -77,8 +77,11 @@ def _input_options(f: Any) -> Any:
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs."),
         click.option("--samples-from", type=click.Choice(["data", "random", "mixed"]), help="With --inputs: the other "
                      "samples follow the data's domain (data, the default), are seeded random, or alternate (mixed)."),
-        click.option("--tfjs-backend", type=click.Choice(["wasm", "cpu"]), default="wasm", show_default=True,
-                     help="TF.js backend that runs TF.js models during validation."),
+        click.option("--tfjs-backend", type=click.Choice(["wasm", "cpu", "webgl"]), default="wasm", show_default=True,
+                     help="TF.js backend that runs TF.js models during validation (webgl: with --browser)."),
+        click.option("--browser", type=click.Choice(["chromium"]), help="Validate TF.js (and, with --onnx-runtime "
+                     "web, onnxruntime-web) inside headless Chromium, served from 127.0.0.1, instead of Node "
+                     "(`make install-browser`; CONVERTKIT_CHROMIUM picks the executable)."),
         click.option("--onnx-runtime", type=click.Choice(["python", "web", "both"]), default="python",
                      show_default=True, help="Where ONNX models are validated: onnxruntime in Python, onnxruntime-web "
                      "(wasm, under Node; ops it lacks are named first, exit 3), or both. With web, -p quantize picks "
@@ -117,7 +120,11 @@ def _js_module(kw: dict[str, Any]) -> dict[str, Any]:
 
 def _runtime(kw: dict[str, Any]) -> dict[str, Any]:
     """CLI options that go to the runtimes rather than to the stages."""
-    return {"backend": kw.pop("tfjs_backend"), "onnx_runtime": kw.pop("onnx_runtime")}
+    options = {"backend": kw.pop("tfjs_backend"), "onnx_runtime": kw.pop("onnx_runtime"), "browser": kw.pop("browser")}
+    from .browser import check_options
+
+    check_options(**options)  # no Chromium, or webgl without a browser: exit 2 before any work
+    return options
 
 
 def _finish(report: Any, as_json: bool) -> None:

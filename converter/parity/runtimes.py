@@ -25,12 +25,13 @@ def choice(runner_options: Mapping[str, Any]) -> str:
     return str(runner_options.get("onnx_runtime") or "python")
 
 
-def describe(runtime: str) -> str:
+def describe(runtime: str, browser: str | None = None) -> str:
     """One phrase naming the runtime and its version, for the report."""
     if runtime == "web":
         from ..formats.onnx.web_runner import version
 
-        return f"onnxruntime-web {version()} (wasm execution provider, under Node)"
+        where = "in headless Chromium" if browser else "under Node"
+        return f"onnxruntime-web {version()} (wasm execution provider, {where})"
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
 
@@ -49,20 +50,20 @@ def final_parity(checker: Any, artifact: Artifact, tol: Tolerance) -> Any:
         return checker(artifact, tol)
     if runtime != "both":
         report = checker(artifact, tol)
-        report.notes.insert(0, f"validated in {describe(runtime)}")
+        report.notes.insert(0, f"validated in {describe(runtime, checker.runner_options.get('browser'))}")
         return report
     reports = {rt: dataclasses.replace(checker, runner_options={**checker.runner_options, "onnx_runtime": rt})
                .with_reference_outputs(checker.reference_outputs)(artifact, tol) for rt in ("python", "web")}
-    return merged(reports)
+    return merged(reports, checker.runner_options.get("browser"))
 
 
-def merged(reports: Mapping[str, Any]) -> Any:
+def merged(reports: Mapping[str, Any], browser: str | None = None) -> Any:
     """One ParityReport from one per runtime: each output once per runtime, named ``out @ runtime``."""
     from .compare import ParityReport
 
     first = next(iter(reports.values()))
     outputs = [dataclasses.replace(o, name=f"{o.name} @ {LABELS[rt]}") for rt, r in reports.items() for o in r.outputs]
-    notes = [f"validated in {describe(rt)}: {'PASSED' if r else 'FAILED'}" for rt, r in reports.items()]
+    notes = [f"validated in {describe(rt, browser)}: {'PASSED' if r else 'FAILED'}" for rt, r in reports.items()]
     notes += [f"{LABELS[rt]}: {n}" for rt, r in reports.items() for n in r.notes]
     return ParityReport(outputs, first.tolerance, first.samples, _unique(notes))
 

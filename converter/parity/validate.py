@@ -155,6 +155,10 @@ def validate(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[s
     note = "; ".join(filter(None, [note, fixed_note])) or None
     gots: list[dict[str, Any]] = []
     with registry.runner_for(candidate, **runner_options) as runner:
+        # a runtime that computes at lower precision than asked (WebGL at 16 bits: converter/browser)
+        # widens the tolerance by what it adds, and says where and how it ran
+        tol = tol.loosened_by(runner.tolerance) if getattr(runner, "tolerance", None) else tol
+        runner_notes = list(getattr(runner, "notes", ()))
         for i, f in enumerate(cand_feeds):
             try:
                 gots.append(runner.infer(f))
@@ -162,8 +166,7 @@ def validate(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[s
                 shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in f.items())
                 msg = f"the candidate failed to run on sample {i} ({shapes}): {exc.message}"
                 return ParityReport([OutputParity(name, ERROR, message=msg) for name in refs[0]], tol, len(feeds),
-                                    [note] if note else [])
+                                    [n for n in [note, *runner_notes] if n])
     report = compare(refs, gots, tol)
-    if note:
-        report.notes.insert(0, note)
+    report.notes[0:0] = [n for n in [note, *runner_notes] if n]
     return report

@@ -130,9 +130,14 @@ def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10) -> float:
 RUNTIMES = ("python", "web", "both")
 
 
-def make_runner(artifact: Artifact, onnx_runtime: str = "python", **options: Any) -> Runner:
+def make_runner(artifact: Artifact, onnx_runtime: str = "python", browser: str | None = None,
+                **options: Any) -> Runner:
     if onnx_runtime not in RUNTIMES:
         raise InputError(f"unknown ONNX runtime '{onnx_runtime}'", hint=f"use one of: {', '.join(RUNTIMES)}")
+    if onnx_runtime in ("web", "both") and browser is not None:  # --browser chromium: in headless Chromium
+        from ...browser.runner import ChromiumOrtRunner
+
+        return ChromiumOrtRunner(artifact)
     if onnx_runtime in ("web", "both"):
         from .web_runner import OrtWebRunner
 
@@ -142,9 +147,10 @@ def make_runner(artifact: Artifact, onnx_runtime: str = "python", **options: Any
     return OrtRunner(artifact)
 
 
-def prewarm(onnx_runtime: str = "python", **_: Any) -> None:
-    """With onnxruntime-web: start Node and compile its wasm module while the model is converted."""
-    if onnx_runtime in ("web", "both"):
+def prewarm(onnx_runtime: str = "python", browser: str | None = None, **_: Any) -> None:
+    """With onnxruntime-web: start Node and compile its wasm module while the model is converted
+    (not with --browser: onnxruntime-web then runs in the browser)."""
+    if onnx_runtime in ("web", "both") and browser is None:
         from .web_runner import prestart
 
         prestart()

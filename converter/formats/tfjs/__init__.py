@@ -90,14 +90,20 @@ def open_source(location: str, **_: Any) -> Artifact:
     return Artifact(FORMAT, d, inputs, outputs, meta={"kind": kind_of(model_json), "source": str(d), **feed_meta})
 
 
-def make_runner(artifact: Artifact, backend: str = "wasm", **_: Any) -> Runner:
+def make_runner(artifact: Artifact, backend: str = "wasm", browser: str | None = None, **_: Any) -> Runner:
+    if browser is not None:  # --browser chromium: TF.js in headless Chromium (converter/browser)
+        from ...browser.runner import ChromiumTfjsRunner
+
+        return ChromiumTfjsRunner(artifact, backend=backend)
     from .runner import TfjsRunner
 
     return TfjsRunner(artifact, backend=backend)
 
 
-def prewarm(backend: str = "wasm", **_: Any) -> None:
+def prewarm(backend: str = "wasm", browser: str | None = None, **_: Any) -> None:
     """Start Node and TF.js for the validation to come while the model is still being converted."""
+    if browser is not None:
+        return  # validation runs in a browser, not in Node
     from .runner import prestart
 
     prestart(backend)
