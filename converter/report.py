@@ -17,8 +17,9 @@ from .parity.compare import ParityReport
 
 SCHEMA = "convertkit.report/1"
 PASSED, FAILED, UNCHECKED = "PASSED", "FAILED", "UNCHECKED"
+#: every library that touches an artifact (the report records them; convertkit run's cache keys on them)
 _FRAMEWORKS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorflow", "keras", "tf_keras", "tensorflowjs",
-               "tf2onnx", "onnx2tf")
+               "tf2onnx", "onnx2tf", "optimum", "optimum-onnx", "transformers", "onnxsim", "onnxconverter-common")
 
 
 def environment() -> dict[str, Any]:
