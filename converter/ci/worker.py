@@ -131,15 +131,19 @@ def row_from_report(spec: TargetSpec, report: Any, dest: Path, seconds: float) -
     parity = report.parity
     cosines = [o.cosine for o in parity.outputs if o.cosine is not None] if parity is not None else []
     return Row(spec.model, spec.target, list(spec.passes), doc["verdict"], doc["exit_code"], round(seconds, 3), False,
-               artifact=f"{spec.model}/{spec.target}", bytes=artifact_bytes(dest),
+               artifact=f"{spec.model}/{spec.target}", bytes=model_bytes(stages, dest),
                source_bytes=stages[0].get("bytes_in") if stages else None, latency_ms=latency,
                parity=parity.summary() if parity is not None else "validation skipped (validate = \"none\")",
                worst_cosine=min(cosines) if cosines else None,
                failing_outputs=[o.name for o in parity.failures()] if parity is not None else [], report=doc)
 
 
-def artifact_bytes(dest: Path) -> int:
-    """What the artifact takes on disk: every file of its folder but the report (and intermediates)."""
+def model_bytes(stages: list[dict[str, Any]], dest: Path) -> int:
+    """The model's size on disk, as its report counts it (the last stage's bytes out: every file of
+    the model, not the report nor the generated JS module beside it); without a stage record, every
+    file of the folder but report.json."""
+    if stages and stages[-1].get("bytes_out") is not None:
+        return int(stages[-1]["bytes_out"])
     return sum(p.stat().st_size for p in dest.rglob("*") if p.is_file() and p.name != "report.json"
                and "intermediates" not in p.relative_to(dest).parts)
 

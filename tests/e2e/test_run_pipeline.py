@@ -104,12 +104,12 @@ def test_every_model_x_target_has_its_artifact_row_and_the_worst_exit_code(first
     ok, web, strict, broken = rows.values()
     assert (ok["verdict"], ok["exit_code"], ok["passes"], ok["cached"]) == ("PASSED", 0, ["quantize"], False)
     assert ok["parity"].startswith("parity PASSED: 1 output(s), 2 sample(s)") and ok["worst_cosine"] > 0.99
-    files = [p for p in (out / "mlp" / "onnx").iterdir() if p.name != "report.json"]
-    assert ok["bytes"] == sum(p.stat().st_size for p in files) and ok["source_bytes"] == (first["root"] / "models" /
-                                                                                         "mlp.pt2").stat().st_size
+    model = (out / "mlp" / "onnx" / "model.onnx").stat().st_size  # the model, not the JS module beside it
+    assert ok["bytes"] == model < ok["source_bytes"] == (first["root"] / "models" / "mlp.pt2").stat().st_size
     assert ok["latency_ms"] > 0 and ok["artifact"] == "mlp/onnx" and ok["seconds"] > 0
     report = json.loads((out / "mlp" / "onnx" / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == ["torch->onnx", "quantize"] and report["verdict"] == "PASSED"
+    assert report["stages"][-1]["bytes_out"] == model
     assert web["verdict"] == "PASSED" and (out / "mlp" / "tfjs" / "model.json").is_file()
     assert json.loads((out / "mlp" / "tfjs" / "report.json").read_text())["target"] == "tfjs"
     # parity failure: the model is written for inspection, the row says which output and why
