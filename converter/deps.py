@@ -31,6 +31,7 @@ _EXTRAS: dict[str, str] = {
     "onnx2tf": "tf",
     "optimum": "hf",
     "transformers": "hf",
+    "ray": "ray",
 }
 
 
