@@ -12,7 +12,7 @@ OUT    ?= out
 install: $(STAMP)
 
 # Two phases: onnx2tf's exact pins clash with the rest of the stack (see requirements/lock.txt).
-$(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
+$(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml $(NODE_DIR)/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/nodeps.txt
