@@ -184,11 +184,16 @@ def runtime_label(runtime: str) -> str:
     return {"python": "onnxruntime", "web": "onnxruntime-web", "both": "onnxruntime and onnxruntime-web"}[runtime]
 
 
-def runtime_of(check: Any) -> str:
-    """The validation runtime of the pipeline's check (``--onnx-runtime``), python without one."""
-    options = getattr(getattr(check, "checker", None), "runner_options", None) or {}
-    runtime = options.get("onnx_runtime") or "python"
-    return runtime if runtime in RUNTIMES else "python"
+def runtime_of(check: Any, requested: str | None = None) -> str:
+    """The runtime(s) a candidate must run in: those of the pipeline's check (``--onnx-runtime``; python
+    without a check) and those ``requested`` (``-p quantize:runtime=``): web asked for while python
+    validates is both, since the kept model must also pass the check."""
+    options = getattr(getattr(check, "checker", None), "runner_options", None)
+    validating = (options or {}).get("onnx_runtime") or "python"
+    if requested is None or options is None:
+        return requested or (validating if validating in RUNTIMES else "python")
+    wanted = {rt for r in (requested, validating) for rt in (("python", "web") if r == "both" else (r,))}
+    return "both" if len(wanted) == 2 else wanted.pop()
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ class Quantize(Pass):
                 meta["calibration"]["warning"] = (
                     f"calibrated on {feeds_from}: give calibration=FEEDS.npz with real inputs for better "
                     "activation ranges (parity measured on the calibration data itself is optimistic)")
-        runtime = self.runtime or runtime_of(check)
+        runtime = runtime_of(check, self.runtime)
         loads = LoadTest(runtime)
         meta["runtime"] = loads.describe()
         dynamic = _Dynamic(prepared, feeds, loads)

@@ -230,3 +230,18 @@ def test_preflight_cache_is_reused_and_a_damaged_one_is_rebuilt(tmp_path: Path, 
         node.stop()
     assert (first.checked, first.probed) == (4, 4) and again.probed == 0 and rebuilt.probed == 4  # 2 Casts too
     assert first.missing == again.missing == rebuilt.missing == ("BitShift(uint16, uint16)", "Max(uint16, uint16)")
+
+
+@pytest.mark.parametrize(("requested", "validating", "want"), [
+    (None, "python", "python"), (None, "web", "web"), (None, "both", "both"), ("web", "web", "web"),
+    ("web", "python", "both"), ("python", "web", "both"), ("both", "python", "both"), ("web", None, "web"),
+])
+def test_quantize_runtime_covers_the_check_and_the_request(requested, validating, want) -> None:
+    """-p quantize:runtime=web while onnxruntime (Python) validates: the kept model must load in both."""
+    from types import SimpleNamespace
+
+    from converter.passes.int8_target import runtime_of
+
+    check = None if validating is None else SimpleNamespace(checker=SimpleNamespace(
+        runner_options={"onnx_runtime": validating}))
+    assert runtime_of(check, requested) == want
