@@ -18,8 +18,9 @@ Options (``-p quantize:key=value,...``):
   products are exact on every CPU, so validation here holds there. avx512_vnni/arm64 keep 8-bit
   weights (exact on that hardware only; the report says so). The report's ``int8`` block reads the
   written weights back (``saturation_free``) and ``cpu`` records the flags of the validating CPU.
-- ``runtime=python|web|both`` (default: what ``--onnx-runtime`` says, else python): the runtime(s) every
-  candidate must load and run in (int8_target.RUNTIMES). With ``web``, candidates are load-tested in
+- ``runtime=python|web|both`` (default: what ``--onnx-runtime`` says, else python; a runtime asked for
+  here is added to the one that validates): the runtime(s) every candidate must load and run in
+  (int8_target.runtime_of). With ``web``, candidates are load-tested in
   onnxruntime-web (wasm) after its kernel preflight, so a format it has no kernel for is never kept
   (the fallbacks name the missing ops); the report's ``int8.runtime`` block says why.
 - ``per_channel=false``: one scale per weight tensor; ``true``: one per output channel.
@@ -28,7 +29,8 @@ Options (``-p quantize:key=value,...``):
   the quantizable nodes).
 
 What was seen here: dynamic ``QInt8`` weights on a ``Conv`` produce ``ConvInteger`` with int8
-weights, which onnxruntime's CPU build does not implement (the model does not load); the pass
+weights, which onnxruntime 1.23's CPU build does not implement (the model does not load; onnxruntime-web
+1.31.1's wasm build does run it, so with ``runtime=web`` that variant is kept); the pass
 load-tests every candidate and falls back to ``QUInt8`` weights, then to quantizing only
 ``MatMul``/``Gemm``. ``quantize_dynamic`` failed with "Inferred shape and existing shape differ" on
 dynamo exports with a ``Gemm`` (stale ``value_info`` after it rewrites Gemm to MatMul): the pass
