@@ -27,6 +27,9 @@ from .server import NPM_PACKAGES, PageServer
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "driver.mjs"
 PAGE_DIR = HERE / "page"
+#: set to 1: TF.js's WebGL computes in float16 textures (WEBGL_FORCE_F16_TEXTURES), as on devices whose
+#: WebGL renders at 16 bits; the precision the page reports, and so the tolerance, follow
+F16_ENV = "CONVERTKIT_WEBGL_F16"
 #: seconds one request may take in the page (a MobileNet's first webgl run compiles its shaders)
 REQUEST_TIMEOUT_S = 600.0
 
@@ -65,8 +68,11 @@ class BrowserSession:
         t0 = time.perf_counter()
         self.server = PageServer({"/npm/": modules_dir(), "/ck/": PAGE_DIR, "/node/": nodeproc.NODE_DIR,
                                   "/model/": self.model_dir})
-        url = f"{self.server.origin}/ck/runner.html?kind={self.kind}&backend={self.backend}"
         import os
+
+        url = f"{self.server.origin}/ck/runner.html?kind={self.kind}&backend={self.backend}"
+        if os.environ.get(F16_ENV) == "1":
+            url += "&f16=1"
 
         env = {**os.environ, "CONVERTKIT_CHROMIUM": exe}
         if env.get("CONVERTKIT_NODE_MODULES"):

@@ -77,6 +77,22 @@ def test_cnn_validates_in_chromium_on_wasm_and_a_wrong_model_fails(torch_fixture
     assert not parity["passed"] and "cpu backend" in _browser_note({"parity": parity})
 
 
+def test_webgl_at_16_bits_widens_the_tolerance(torch_fixtures: dict, cnn_webgl) -> None:
+    """CONVERTKIT_WEBGL_F16=1: TF.js's WebGL in float16 textures, as on devices that render at 16 bits. The page
+    reports it, the tolerance becomes fp16-class, and the error really is fp16's (fp32 webgl: < 1e-7)."""
+    out, r = cnn_webgl
+    assert r.returncode == 0, r.stderr[-2000:]
+    v = convertkit("validate", torch_fixtures["cnn"]["pt2"], out, "--browser", "chromium", "--tfjs-backend", "webgl",
+                   "--json", env={"CONVERTKIT_WEBGL_F16": "1"})
+    assert v.returncode == 0, v.stderr[-2000:]
+    parity = json.loads(v.stdout)["parity"]
+    note = _browser_note({"parity": parity})
+    assert "float16 render targets" in note and "F16 textures forced: 16-bit" in note, note
+    assert note.endswith("tolerance widened to atol 0.01, rtol 0.01 for 16-bit float"), note
+    assert parity["tolerance"]["atol"] == 0.01 and parity["tolerance"]["min_cosine"] == 0.999
+    assert 1e-5 < max(o["max_abs"] for o in parity["outputs"]) < 1e-2
+
+
 def test_onnx_validates_in_onnxruntime_web_in_chromium(torch_fixtures: dict, tmp_path: Path) -> None:
     need_ort_web()
     need_chromium()

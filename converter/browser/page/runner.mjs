@@ -3,7 +3,8 @@
  * frames (the Node runners' protocol: run_model.mjs, ort_web.mjs) over HTTP: GET /ck/next gives the
  * next request frame, POST /ck/reply takes the answer (server.py).
  *
- *   runner.html?kind=tfjs&backend=webgl|wasm|cpu     TF.js
+ *   runner.html?kind=tfjs&backend=webgl|wasm|cpu     TF.js (&f16=1: WebGL with float16 textures, as on
+ *                                                   devices that render at 16 bits)
  *   runner.html?kind=onnx                            onnxruntime-web, wasm execution provider
  *
  * Requests: {"type": "load", "url", "external_data": [{path, url}]} -> {"type": "ready", ...};
@@ -63,6 +64,8 @@ async function tfjsRuntime() {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     wasm.setWasmPaths('/npm/@tensorflow/tfjs-backend-wasm/dist/');
   }
+  // what a device whose WebGL renders at 16 bits computes (many phones): float16 textures throughout
+  if (params.get('f16') === '1') tf.env().set('WEBGL_FORCE_F16_TEXTURES', true);
   if (!(await tf.setBackend(BACKEND))) throw new Error(`TF.js backend '${BACKEND}' did not start in this browser`);
   await tf.ready();
   let model = null;
