@@ -60,24 +60,6 @@ def _locate(final: Artifact) -> tuple[Path, str, str, str | None] | None:
     return f.parent, f.name, "onnx", data.name if data.is_file() else None
 
 
-def _sizes(model: Path, gzip: bool) -> tuple[int, int]:
-    from ..fsutil import gzip_bytes
-
-    return model.stat().st_size, (gzip_bytes(model) or 0) if gzip else 0
-
-
-def _count_card(report: Any, before: tuple[int, int], after: tuple[int, int]) -> None:
-    """The last stage's bytes out (and gzip bytes, per file) include the card now in the model file,
-    so the report matches the files; model.js and model.d.ts are not the model and are not counted."""
-    if not report.stages:
-        return
-    rec = report.stages[-1]
-    if rec.bytes_out is not None:
-        rec.bytes_out += after[0] - before[0]
-    if rec.gzip_bytes_out is not None:
-        rec.gzip_bytes_out += after[1] - before[1]
-
-
 def build_card(facts: SourceFacts, src: Artifact, final: Artifact, report: Any, stages: Any) -> ModelCard:
     from ..report import environment
 
@@ -99,11 +81,9 @@ def finish(facts: SourceFacts, src: Artifact, final: Artifact, report: Any, stag
         return []
     directory, model_file, kind, external = where
     card = build_card(facts, src, final, report, stages).to_json()
-    model = directory / model_file
-    gzip = bool(report.stages) and report.stages[-1].gzip_bytes_out is not None  # passes only: gzip costs time
-    before = _sizes(model, gzip)
-    (into_model_json if final.format.name == "tfjs" else into_onnx)(model, card)
-    _count_card(report, before, _sizes(model, gzip))
+    # the stages' bytes in the report stay those of the model as validated, without the card (1-2 KB
+    # of metadata): a pass's size ratio compares models, and tiny models would be skewed by it
+    (into_model_json if final.format.name == "tfjs" else into_onnx)(directory / model_file, card)
     if not js:
         return []
     spec = module_spec(src, final, report.parity, kind, model_file, external)

@@ -114,9 +114,6 @@ def test_tfjs_graph_module_takes_int64_ids_and_matches_torch(app, tokens_tfjs):
     assert card["parity"]["verdict"] == "PASSED" and card["parity"]["worst_max_abs"] < 1e-4
     assert card["license"] == "unknown" and card["license_from"] is None
     assert res["runtime"] == {"package": "@tensorflow/tfjs", "version": "4.22.0"}
-    model_files = [tokens_tfjs / "model.json", *tokens_tfjs.glob("*.bin")]  # the card counted, model.js not
-    assert json.loads((tokens_tfjs / "report.json").read_text())["stages"][-1]["bytes_out"] == \
-        sum(p.stat().st_size for p in model_files)
 
 
 def test_tfjs_module_refuses_wrong_inputs_with_one_line(app, tokens_tfjs):
@@ -510,7 +507,8 @@ def test_no_js_writes_the_card_but_no_module(tmp_path):
     assert card["passes"] == [{"name": "simplify", "config": report["stages"][-1]["config"]}]
     assert card["stages"] == [s["stage"] for s in report["stages"]] == ["torch->onnx", "simplify"]
     assert (card["license"], card["license_from"]) == ("bsd-3-clause", "--license")
-    from converter.fsutil import gzip_bytes
+    import onnx
 
-    last = report["stages"][-1]  # the sizes count the card written after validation
-    assert (last["bytes_out"], last["gzip_bytes_out"]) == ((out / "model.onnx").stat().st_size, gzip_bytes(out / "model.onnx"))
+    model = onnx.load(str(out / "model.onnx"))
+    del model.metadata_props[:]  # the report's sizes are the model's as validated, before the card
+    assert report["stages"][-1]["bytes_out"] == model.ByteSize() < (out / "model.onnx").stat().st_size
