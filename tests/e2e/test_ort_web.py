@@ -41,6 +41,8 @@ def test_cnn_validates_in_onnxruntime_web(cnn_web) -> None:
     assert report["parity"]["passed"]
     assert any(n.startswith("validated in onnxruntime-web 1.") and "wasm" in n for n in report["parity"]["notes"])
     assert "validated in onnxruntime-web" in r.stdout + r.stderr  # the rendered report names it too
+    assert any(n.startswith("kernel preflight: all ") and "have a kernel in onnxruntime-web" in n
+               for n in report["parity"]["notes"]), report["parity"]["notes"]
 
 
 def test_transformer_validates_in_both_runtimes(torch_fixtures: dict, tmp_path: Path) -> None:

@@ -122,6 +122,18 @@ class OrtWebRunner(Runner):
         self._node: nodeproc.NodeProcess | None = None
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """For the report (parity.validate adds a runner's notes): what the kernel preflight checked."""
+        p = self.preflight
+        if p is None:
+            return ()
+        text = f"kernel preflight: all {p.checked} op signature(s) have a kernel in onnxruntime-web {p.version}'s wasm build"
+        if p.unknown:
+            text += f" ({len(p.unknown)} node(s) of types shape inference could not tell were not probed: " \
+                    f"{', '.join(p.unknown[:5])}{', ...' if len(p.unknown) > 5 else ''})"
+        return (text,)
+
+    @property
     def path(self) -> Path:
         if self.artifact.path is None:
             raise InputError("an ONNX model must be on disk to run in onnxruntime-web", hint="save it first")
