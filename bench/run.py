@@ -18,6 +18,9 @@ Targets:
   models; int8 dynamic onnxruntime latency on the tiny BERT <= 0.8x fp32 at batch 8.
 - onnxruntime-web (bench/ort_web.py): wasm latency at batch 1 on the CNN beside onnxruntime's, the
   runtime's start and the kernel preflight's cost (recorded, no target).
+- browser-side latency (bench/browser_latency.py): TF.js webgl/wasm and onnxruntime-web wasm in
+  headless Chromium beside TF.js wasm and onnxruntime-web under Node, batch 1, on the CNN and a
+  MobileNetV2-shaped model (recorded, no target; webgl is SwiftShader here: no GPU).
 - `convertkit run` (bench/pipeline_cache.py): an unchanged pipeline's rerun from the cache >= 10x
   faster than the first run, byte-identical artifacts.
 """
@@ -126,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
 
         results["ort_web"] = ort_web.run(Path(tmp) / "ort_web")
         ort_web.show(results["ort_web"])
+        from bench import browser_latency
+
+        (Path(tmp) / "browser").mkdir()
+        results["browser_latency"] = browser_latency.run(Path(tmp) / "browser")
+        browser_latency.show(results["browser_latency"])
         from bench import pipeline_cache
 
         results["pipeline_cache"] = pipeline_cache.run(measure, args.repeat, Path(tmp))
