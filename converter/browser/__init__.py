@@ -56,3 +56,6 @@ def check_options(backend: str = "wasm", browser: str | None = None, **_: object
             raise UsageError("--tfjs-backend webgl runs in a browser", hint="add --browser chromium")
         return
     chromium()
+    from .session import check_packages
+
+    check_packages("driver", backend)  # playwright-core; the runtimes' packages are checked when used

@@ -106,7 +106,14 @@ class _Page(Runner):
         return {s["name"]: np.frombuffer(b, dtype=s["dtype"]).reshape(s["shape"]) for s, b in zip(reply["outputs"], payload)}
 
     def _error(self, header: Mapping[str, Any]) -> Exception:
+        import re
+
         msg = str(header.get("error", header))
+        if m := re.search(r"Kernel '([^']+)' not registered for backend '([^']+)'", msg):
+            return UnsupportedOpError(f"the TF.js {m.group(2)} backend in Chromium", [m.group(1)],
+                                      hint="try another backend (--tfjs-backend webgl|wasm|cpu)")
+        if m := re.search(r"Unknown op '([^']+)'", msg):
+            return UnsupportedOpError("TF.js", [m.group(1)])
         if header.get("kind") == "input":
             return InputError(f"{self.runtime} rejected the feeds: {msg}")
         if header.get("kind") == "protocol":

@@ -41,8 +41,9 @@ def modules_dir() -> Path:
     return Path(override).resolve() if override else nodeproc.NODE_DIR / "node_modules"
 
 
-def _check_packages(kind: str, backend: str) -> None:
-    need = ["playwright-core"] + (["onnxruntime-web"] if kind == "onnx" else ["@tensorflow/tfjs"])
+def check_packages(kind: str, backend: str) -> None:
+    """The npm packages the page needs for ``kind`` (tfjs, onnx; driver: playwright-core alone)."""
+    need = ["playwright-core"] + {"onnx": ["onnxruntime-web"], "tfjs": ["@tensorflow/tfjs"]}.get(kind, [])
     need += ["@tensorflow/tfjs-backend-wasm"] if kind == "tfjs" and backend == "wasm" else []
     missing = [p for p in need if not (modules_dir() / p / "package.json").is_file()]
     if missing:
@@ -63,7 +64,7 @@ class BrowserSession:
 
     def __enter__(self) -> BrowserSession:
         exe = chromium()
-        _check_packages(self.kind, self.backend)
+        check_packages(self.kind, self.backend)
         node = nodeproc.node_executable("the browser runner's driver (playwright-core)")
         t0 = time.perf_counter()
         self.server = PageServer({"/npm/": modules_dir(), "/ck/": PAGE_DIR, "/node/": nodeproc.NODE_DIR,

@@ -93,12 +93,19 @@ def test_webgl_at_16_bits_widens_the_tolerance(torch_fixtures: dict, cnn_webgl) 
     assert 1e-5 < max(o["max_abs"] for o in parity["outputs"]) < 1e-2
 
 
-def test_onnx_validates_in_onnxruntime_web_in_chromium(torch_fixtures: dict, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cnn_onnx_web(torch_fixtures: dict, tmp_path_factory: pytest.TempPathFactory):
+    """The CNN exported to ONNX and validated in onnxruntime-web in Chromium, once for this module."""
     need_ort_web()
-    need_chromium()
-    out = tmp_path / "o"
+    exe = need_chromium()
+    out = tmp_path_factory.mktemp("browser-onnx") / "cnn"
     r = convertkit("export", torch_fixtures["cnn"]["pt2"], "--to", "onnx", "-o", out, "--onnx-runtime", "web",
-                   "--browser", "chromium")
+                   "--browser", "chromium", env={"CONVERTKIT_CHROMIUM": exe})
+    return out, r
+
+
+def test_onnx_validates_in_onnxruntime_web_in_chromium(cnn_onnx_web) -> None:
+    out, r = cnn_onnx_web
     assert r.returncode == 0, r.stderr[-2000:]
     report = _report(out)
     assert report["parity"]["passed"]
@@ -151,10 +158,20 @@ def _open_example(site: Path, query: str, tmp_path: Path, exe: str) -> dict:
 def test_example_page_classifies_like_python(torch_fixtures: dict, cnn_webgl, tmp_path: Path) -> None:
     """docs/examples/web as a user runs it: the page and its script, the converted CNN (with its model.js)
     in ./model/; the page classifies a sample through model.js on webgl, as PyTorch does in Python."""
+    _example(torch_fixtures, cnn_webgl, tmp_path, "webgl")
+
+
+@pytest.mark.slow
+def test_example_page_with_an_onnx_model(torch_fixtures: dict, cnn_onnx_web, tmp_path: Path) -> None:
+    """The same page, unchanged, with the CNN as ONNX: its model.js runs onnxruntime-web (wasm)."""
+    _example(torch_fixtures, cnn_onnx_web, tmp_path, "wasm")
+
+
+def _example(torch_fixtures: dict, converted: tuple, tmp_path: Path, backend: str) -> None:
     from converter.api import outputs
 
     exe = need_chromium()
-    out, r = cnn_webgl
+    out, r = converted
     assert r.returncode == 0, r.stderr[-2000:]
     site = tmp_path / "site"
     site.mkdir()
@@ -167,7 +184,19 @@ def test_example_page_classifies_like_python(torch_fixtures: dict, cnn_webgl, tm
     res = _open_example(site, "input=input.bin", tmp_path, exe)
     assert not res.get("pageErrors") and "error" not in res, res
     ref = np.asarray(list(outputs(str(torch_fixtures["cnn"]["pt2"]), [{"x": x}])[0].values())[0])[0]
-    assert res["backend"] == "webgl"
+    assert res["backend"] == backend
     np.testing.assert_allclose(res["logits"], ref, atol=1e-4, rtol=1e-3)
     assert res["index"] == int(ref.argmax()) and res["label"] == f"label-{int(ref.argmax())}"
     assert abs(sum(res["probabilities"]) - 1) < 1e-5
+
+
+def test_missing_playwright_is_exit_2_before_any_work(torch_fixtures: dict, tmp_path: Path) -> None:
+    exe = need_chromium()
+    (tmp_path / "node_modules").mkdir()
+    out = tmp_path / "o"
+    r = convertkit("export", torch_fixtures["cnn"]["pt2"], "--to", "tfjs", "-o", out, "--browser", "chromium",
+                   env={"CONVERTKIT_CHROMIUM": exe, "CONVERTKIT_NODE_MODULES": str(tmp_path / "node_modules")})
+    assert r.returncode == 2
+    assert _error_line(r) == (f"convertkit: error: npm package(s) playwright-core not found in {tmp_path / 'node_modules'} "
+                              "(run `make install` (npm ci --prefix converter/formats/tfjs/node))")
+    assert not out.exists()
