@@ -111,6 +111,9 @@ async function respond(ort, state, header, reader) {
   if (header.type === 'load') {
     const t0 = performance.now();
     try {
+      const previous = state.model;
+      state.model = null;
+      if (previous) await previous.session.release();  // one model at a time: a second load replaces it
       state.model = await load(ort, header);
     } catch (err) {
       if (err instanceof ProtocolError) throw err;
