@@ -161,7 +161,6 @@ def test_example_page_classifies_like_python(torch_fixtures: dict, cnn_webgl, tm
     _example(torch_fixtures, cnn_webgl, tmp_path, "webgl")
 
 
-@pytest.mark.slow
 def test_example_page_with_an_onnx_model(torch_fixtures: dict, cnn_onnx_web, tmp_path: Path) -> None:
     """The same page, unchanged, with the CNN as ONNX: its model.js runs onnxruntime-web (wasm)."""
     _example(torch_fixtures, cnn_onnx_web, tmp_path, "wasm")
