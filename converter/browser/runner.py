@@ -116,6 +116,8 @@ class _Page(Runner):
             return UnsupportedOpError("TF.js", [m.group(1)])
         if header.get("kind") == "input":
             return InputError(f"{self.runtime} rejected the feeds: {msg}")
+        if header.get("kind") == "load" and self.kind == "tfjs":  # as TfjsRunner: a model.json TF.js cannot read
+            return InputError(f"{self.runtime} could not load {self.artifact.label}: {msg}")
         if header.get("kind") == "protocol":
             return RuntimeError(f"browser runner protocol error (a convertkit bug): {msg}")
         doing = "load" if header.get("kind") == "load" else "run"

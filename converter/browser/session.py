@@ -12,6 +12,7 @@ Stdlib only.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import struct
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 from ..errors import ConversionError, MissingDependencyError
 from ..formats import nodeproc
-from . import chromium
+from . import CHROMIUM_HINT, chromium
 from .server import NPM_PACKAGES, PageServer
 
 HERE = Path(__file__).resolve().parent
@@ -35,8 +36,6 @@ REQUEST_TIMEOUT_S = 600.0
 
 
 def modules_dir() -> Path:
-    import os
-
     override = os.environ.get("CONVERTKIT_NODE_MODULES")
     return Path(override).resolve() if override else nodeproc.NODE_DIR / "node_modules"
 
@@ -69,8 +68,6 @@ class BrowserSession:
         t0 = time.perf_counter()
         self.server = PageServer({"/npm/": modules_dir(), "/ck/": PAGE_DIR, "/node/": nodeproc.NODE_DIR,
                                   "/model/": self.model_dir})
-        import os
-
         url = f"{self.server.origin}/ck/runner.html?kind={self.kind}&backend={self.backend}"
         if os.environ.get(F16_ENV) == "1":
             url += "&f16=1"
@@ -132,8 +129,13 @@ class BrowserSession:
     def alive(self) -> bool:
         return self.driver is not None and self.driver.alive()
 
-    def crashed(self) -> ConversionError:
+    def crashed(self) -> ConversionError | MissingDependencyError:
+        """Chromium that never opened the page is the machine's problem (exit 2); one that died after
+        (a page out of memory on a big model) is the run's (exit 3)."""
         rc, _ = self.driver.exit_status() if self.driver else (None, "")
+        if not any(line.startswith("ready") for line in (self.driver.stderr if self.driver else ())):
+            return MissingDependencyError(f"Chromium ({os.environ.get('CONVERTKIT_CHROMIUM') or 'chromium'}) did not "
+                                          f"open convertkit's page: {self.page_log()}", hint=CHROMIUM_HINT)
         return ConversionError(f"{self.label} stopped (driver exit status {rc}): {self.page_log()}",
                                hint="check that Chromium starts: `convertkit doctor --browser`")
 

@@ -77,6 +77,21 @@ def test_cnn_validates_in_chromium_on_wasm_and_a_wrong_model_fails(torch_fixture
     assert not parity["passed"] and "cpu backend" in _browser_note({"parity": parity})
 
 
+@pytest.mark.slow
+def test_int64_ids_validate_in_chromium_on_webgl(torch_fixtures: dict, tmp_path: Path) -> None:
+    """Token ids (int64, dynamic batch and sequence) narrowed to int32 for TF.js, gathered on webgl, on the
+    samples of several sizes. (slow: test_js_module feeds int64 ids to a generated module on webgl by default)"""
+    need_node()
+    exe = need_chromium()
+    out = tmp_path / "tokens"
+    r = convertkit("export", torch_fixtures["tokens"]["pt2"], "--to", "tfjs", "-o", out, "--browser", "chromium",
+                   "--tfjs-backend", "webgl", env={"CONVERTKIT_CHROMIUM": exe})
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = _report(out)
+    assert report["parity"]["passed"] and report["inputs"][0]["dtype"] == "int64"
+    assert "webgl backend" in _browser_note(report)
+
+
 def test_webgl_at_16_bits_widens_the_tolerance(torch_fixtures: dict, cnn_webgl) -> None:
     """CONVERTKIT_WEBGL_F16=1: TF.js's WebGL in float16 textures, as on devices that render at 16 bits. The page
     reports it, the tolerance becomes fp16-class, and the error really is fp16's (fp32 webgl: < 1e-7)."""
@@ -199,3 +214,15 @@ def test_missing_playwright_is_exit_2_before_any_work(torch_fixtures: dict, tmp_
     assert _error_line(r) == (f"convertkit: error: npm package(s) playwright-core not found in {tmp_path / 'node_modules'} "
                               "(run `make install` (npm ci --prefix converter/formats/tfjs/node))")
     assert not out.exists()
+
+
+def test_a_chromium_that_does_not_start_is_exit_2(torch_fixtures: dict, cnn_webgl) -> None:
+    out, r = cnn_webgl
+    assert r.returncode == 0, r.stderr[-2000:]
+    false = shutil.which("false")
+    v = convertkit("validate", torch_fixtures["cnn"]["pt2"], out, "--browser", "chromium",
+                   env={"CONVERTKIT_CHROMIUM": false})
+    assert v.returncode == 2
+    line = _error_line(v)
+    assert line.startswith(f"convertkit: error: Chromium ({false}) did not open convertkit's page: driver error: "), line
+    assert line.endswith("or point CONVERTKIT_CHROMIUM at a Chromium executable)"), line
