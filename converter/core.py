@@ -76,9 +76,21 @@ class Artifact:
     def size_bytes(self) -> int | None:
         if self.path is None or not self.path.exists():
             return None
-        if self.path.is_file():
-            return self.path.stat().st_size
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        return sum(p.stat().st_size for p in model_files(self.path))
+
+
+#: what convertkit writes beside a model in its folder, which is not the model (nor counted in its size)
+COMPANIONS = frozenset({"report.json", "model.js", "model.d.ts"})
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files of the model at ``path``: the file itself, or every file of its folder but the
+    report, the generated JS module and kept intermediates (an `optimize` of a convertkit output
+    sizes the model, not what was written beside it)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.name not in COMPANIONS
+                  and "intermediates" not in p.relative_to(path).parts[:-1])
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ def gzip_bytes(path: Path | None, level: int = 6) -> int | None:
 
     if path is None or not path.exists():
         return None
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    from .core import model_files
+
+    files = model_files(path)
     return sum(len(gzip.compress(f.read_bytes(), compresslevel=level, mtime=0)) for f in files)
 
 
