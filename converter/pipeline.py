@@ -128,8 +128,8 @@ def run_stage(pipeline: Pipeline, i: int, current: Artifact, target: Path, out_d
     if is_pass:
         rec.gzip_bytes_in, rec.gzip_bytes_out = gzip_bytes(current.path), gzip_bytes(result.path)
         if checker is not None:
-            rec.latency_ms_in = registry.latency_ms(current, checker.feeds)
-            rec.latency_ms_out = registry.latency_ms(result, checker.feeds)
+            rec.latency_ms_in = registry.latency_ms(current, checker.feeds, checker.reference)
+            rec.latency_ms_out = registry.latency_ms(result, checker.feeds, checker.reference)
     if checker is not None and (validate_each or is_pass) and not last:
         rec.parity = checker(result, stage_tol).to_json()
     return rec, result

@@ -123,13 +123,14 @@ def describe(artifact: Artifact) -> dict[str, Any]:
     return format_modules()[artifact.format.name].describe(artifact)
 
 
-def latency_ms(artifact: Artifact, feeds: Any) -> float | None:
-    """Median latency in the format's runtime, where the format can measure it."""
+def latency_ms(artifact: Artifact, feeds: Any, reference: Artifact | None = None) -> float | None:
+    """Median latency in the format's runtime, where the format can measure it (``feeds``: the
+    ``reference``'s, laid out as the artifact takes them by the format's function)."""
     fn = getattr(format_modules().get(artifact.format.name), "latency_ms", None)
     if fn is None or artifact.path is None:
         return None
     try:
-        return fn(artifact, feeds)
+        return fn(artifact, feeds, reference=reference)
     except Exception:  # informative only
         return None
 

@@ -62,14 +62,17 @@ def run(artifact: Artifact, feeds: Sequence[Mapping[str, Any]], **runner_options
 FEED_META = ("input_layout", "fixed_shape")
 
 
-def feeds_for(candidate: Artifact, feeds: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+def feeds_for(candidate: Artifact, feeds: Sequence[Mapping[str, Any]], reference: Artifact | None = None
+              ) -> tuple[list[dict[str, Any]], str | None]:
     """Rename feeds to the candidate's input names where they differ only in name, and lay them
-    out as the candidate takes them (``input_layout``)."""
+    out as the candidate takes them (``input_layout``), relative to the ``reference`` whose feeds
+    they are: a reference that takes the same layout (an NHWC TF.js model optimized: its passes
+    take what it takes) needs no transpose."""
     if not feeds or not candidate.inputs:
         return [dict(f) for f in feeds], None
     mapping, note = match_names(list(feeds[0]), [s.name for s in candidate.inputs])
     out = [{mapping[k]: v for k, v in f.items() if k in mapping} for f in feeds] if note else [dict(f) for f in feeds]
-    layout = candidate.meta.get("input_layout") or {}
+    layout = _relative_layout(candidate, reference)
     if layout:
         out = [{k: v.transpose(layout[k]["perm"]) if k in layout else v for k, v in f.items()} for f in out]
         note = "; ".join(filter(None, ["inputs " + note if note else None, "inputs transposed as the model takes them: "
@@ -77,6 +80,24 @@ def feeds_for(candidate: Artifact, feeds: Sequence[Mapping[str, Any]]) -> tuple[
                                                    for k, v in layout.items())]))
         return out, note
     return out, "inputs " + note if note else None
+
+
+def _relative_layout(candidate: Artifact, reference: Artifact | None) -> dict[str, Any]:
+    """The candidate's ``input_layout`` as seen from feeds laid out for ``reference`` (which may
+    have an ``input_layout`` of its own): feeds ``x_ref = x_src.transpose(p_ref)``, the candidate
+    takes ``x_src.transpose(p_cand) = x_ref.transpose(argsort(p_ref)[p_cand])``."""
+    layout = dict(candidate.meta.get("input_layout") or {})
+    ref_layout = (reference.meta.get("input_layout") or {}) if reference is not None else {}
+    for name, entry in ref_layout.items():
+        back = sorted(range(len(entry["perm"])), key=lambda i: entry["perm"][i])  # argsort: undo the reference's
+        perm = [back[p] for p in layout[name]["perm"]] if name in layout else back
+        if perm == list(range(len(perm))):
+            layout.pop(name, None)
+        else:
+            layout[name] = {**layout.get(name, {}), "perm": perm,
+                            "source_layout": entry.get("layout", "?"),
+                            "layout": layout.get(name, {}).get("layout", entry.get("source_layout", "?"))}
+    return layout
 
 
 def fit_fixed_shape(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[str, Any]],
@@ -151,7 +172,7 @@ def validate(reference: Artifact, candidate: Artifact, feeds: Sequence[Mapping[s
     sample (e.g. a dimension the exporter fixed) is a parity failure, reported per output."""
     refs = reference_outputs if reference_outputs is not None else run(reference, feeds)
     feeds, refs, fixed_note = fit_fixed_shape(reference, candidate, feeds, refs)
-    cand_feeds, note = feeds_for(candidate, feeds)
+    cand_feeds, note = feeds_for(candidate, feeds, reference)
     note = "; ".join(filter(None, [note, fixed_note])) or None
     gots: list[dict[str, Any]] = []
     with registry.runner_for(candidate, **runner_options) as runner:

@@ -269,7 +269,7 @@ def probe_feeds(src: Artifact, check: Any) -> list[dict[str, Any]]:
         return make_feeds(src.inputs, samples=3, seed=0)
     if src.meta.get("fixed_shape"):
         feeds, _ = fitted_feeds(src.inputs, [s.name for s in src.inputs], src.meta["fixed_shape"], feeds)
-    return feeds_for(src, feeds)[0]
+    return feeds_for(src, feeds, getattr(check, "reference", None))[0]
 
 
 def search_map(w: Any, base: Mapping[str, str], trials: Any, src: Artifact, *, max_raised: int | None,

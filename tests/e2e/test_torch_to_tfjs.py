@@ -139,6 +139,12 @@ def test_nhwc_on_request_and_4d_outputs_keep_the_source_layout(tmp_path):
             assert later.verdict == "PASSED" and any("x NCHW->NHWC" in n for n in later.parity.notes)
         else:
             assert "input_layout" not in notes
+    # the NHWC model as the reference: its passes take what it takes (no transpose), the NCHW model its inverse
+    opt = converter.optimize(tmp_path / "nhwc", ["fp16"], tmp_path / "nhwc16")
+    assert opt.verdict == "PASSED" and not any("transposed" in n for n in opt.parity.notes), opt.parity.summary()
+    assert opt.stages[0].latency_ms_in is not None and opt.stages[0].latency_ms_out is not None
+    back = converter.validate(tmp_path / "nhwc", tmp_path / "source")
+    assert back.verdict == "PASSED" and any("x NHWC->NCHW" in n for n in back.parity.notes), back.parity.summary()
     with pytest.raises(converter.UsageError, match="unknown layout 'nchw_please'"):
         converter.export(model, to="tfjs", out_dir=tmp_path / "bad", inputs=["x:1,3,8,6"], tfjs_layout="nchw_please")
 

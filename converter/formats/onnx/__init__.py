@@ -108,7 +108,7 @@ def describe(artifact: Artifact) -> dict[str, Any]:
             "nodes": len(model.graph.node), "ops": op_counts(artifact)}
 
 
-def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10) -> float:
+def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10, reference: Artifact | None = None) -> float:
     """Median onnxruntime latency (ms) on the first sample, after one warm-up run."""
     import statistics
     import time

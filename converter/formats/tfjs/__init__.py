@@ -109,7 +109,8 @@ def prewarm(backend: str = "wasm", browser: str | None = None, **_: Any) -> None
     prestart(backend)
 
 
-def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10, backend: str = "wasm") -> float:
+def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10, backend: str = "wasm",
+               reference: Artifact | None = None) -> float:
     """Median TF.js latency (ms) on the first sample: Node's own timing of the model call
     (``last_infer_ms["run"]``: input tensors made, model run; no pipe transfer), ``runs`` calls
     after two warm-up calls (the first compiles the wasm kernels), in one runner."""
@@ -118,7 +119,7 @@ def latency_ms(artifact: Artifact, feeds: Any, runs: int = 10, backend: str = "w
     from ...parity.validate import feeds_for
     from .runner import TfjsRunner
 
-    (feed,), _ = feeds_for(artifact, feeds[:1])  # renamed or transposed inputs, as validation feeds them
+    (feed,), _ = feeds_for(artifact, feeds[:1], reference)  # renamed or transposed inputs, as validation feeds them
     with TfjsRunner(artifact, backend=backend) as r:
         for _ in range(2):
             r.infer(feed)
