@@ -73,9 +73,8 @@ def run_model(name: str, tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         with make() as runner:
             row = {"start_s": round(time.perf_counter() - t0, 2), **_time(runner, feed)}
-            precision = getattr(runner, "info", {}).get("precision")
-            if precision:
-                row["precision"] = precision
+            info = getattr(runner, "info", {})
+            row.update({k: info[k] for k in ("precision", "flags") if info.get(k)})
         out[label] = row
     return out
 

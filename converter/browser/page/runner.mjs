@@ -74,8 +74,12 @@ async function tfjsRuntime() {
       const json = await (await fetch(header.url)).json();
       const graph = json.format === 'graph-model' || Array.isArray(json.modelTopology?.node);
       model = graph ? await tfGraph(tf, header.url) : await tfLayers(tf, header.url);
+      const flags = {};
+      for (const f of ['WASM_HAS_SIMD_SUPPORT', 'WASM_HAS_MULTITHREAD_SUPPORT']) {
+        try { flags[f] = await tf.env().getAsync(f); } catch { /* not registered on this backend */ }
+      }
       return { format: model.format, backend: tf.getBackend(), tfjs: tf.version.tfjs, inputs: model.inputs,
-        outputs: model.outputs, precision: precision(tf) };
+        outputs: model.outputs, precision: precision(tf), flags };
     },
     infer: (specs, payload) => tfjsInfer(tf, model, specs, payload),
   };
