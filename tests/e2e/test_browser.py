@@ -170,10 +170,12 @@ def _open_example(site: Path, query: str, tmp_path: Path, exe: str) -> dict:
     return json.loads((tmp_path / "result.json").read_text())
 
 
-def test_example_page_classifies_like_python(torch_fixtures: dict, cnn_webgl, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["webgl", "wasm"])
+def test_example_page_classifies_like_python(torch_fixtures: dict, cnn_webgl, tmp_path: Path, backend: str) -> None:
     """docs/examples/web as a user runs it: the page and its script, the converted CNN (with its model.js)
-    in ./model/; the page classifies a sample through model.js on webgl, as PyTorch does in Python."""
-    _example(torch_fixtures, cnn_webgl, tmp_path, "webgl")
+    in ./model/; the page classifies a sample through model.js (TF.js on webgl, its default, and on wasm,
+    whose .wasm files app.js points at), as PyTorch does in Python."""
+    _example(torch_fixtures, cnn_webgl, tmp_path, backend, "" if backend == "webgl" else "&backend=wasm")
 
 
 def test_example_page_with_an_onnx_model(torch_fixtures: dict, cnn_onnx_web, tmp_path: Path) -> None:
@@ -181,7 +183,7 @@ def test_example_page_with_an_onnx_model(torch_fixtures: dict, cnn_onnx_web, tmp
     _example(torch_fixtures, cnn_onnx_web, tmp_path, "wasm")
 
 
-def _example(torch_fixtures: dict, converted: tuple, tmp_path: Path, backend: str) -> None:
+def _example(torch_fixtures: dict, converted: tuple, tmp_path: Path, backend: str, query: str = "") -> None:
     from converter.api import outputs
 
     exe = need_chromium()
@@ -195,7 +197,7 @@ def _example(torch_fixtures: dict, converted: tuple, tmp_path: Path, backend: st
     x = np.random.default_rng(7).standard_normal((1, 3, 32, 32)).astype(np.float32)
     (site / "input.bin").write_bytes(x.tobytes())
     (site / "model" / "labels.json").write_text(json.dumps([f"label-{i}" for i in range(10)]))
-    res = _open_example(site, "input=input.bin", tmp_path, exe)
+    res = _open_example(site, "input=input.bin" + query, tmp_path, exe)
     assert not res.get("pageErrors") and "error" not in res, res
     ref = np.asarray(list(outputs(str(torch_fixtures["cnn"]["pt2"]), [{"x": x}])[0].values())[0])[0]
     assert res["backend"] == backend
