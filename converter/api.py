@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import inspect as _inspect
 import logging
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,29 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from . import isolate, jsmodule, registry
-from .core import OPTIONAL_INPUTS, Artifact, Format, TensorSpec
+from .core import Artifact, Format, TensorSpec
 from .deps import framework_loading
 from .errors import UsageError
 from .fsutil import atomic_dir, check_destination, work_dir
-from .parity import int_ranges
-from .parity import inputs as feeds_mod
-from .parity import reference as reference_mod
 from .parity import runtimes
-from .parity import samples as samples_mod
-from .parity import sizes as sizes_mod
 from .parity.validate import KnownOutputs
 from .parity.validate import run as run_outputs
 from .passes import PassSpec, parse_pass_spec
 from .pipeline import Checker, localise, refuse_known_wrong, run_pipeline, stage_dir
 from .plan import plan
+from .prepare import InputsArg, parse_inputs, prepare_inputs, reference_checker
 from .report import RunReport
 
 log = logging.getLogger(__name__)
-InputsArg = Sequence[str | TensorSpec] | None
-#: source meta: how many leading validation samples are the user's own data (in memory only)
-GIVEN = "_given_samples"
-#: source meta: (the size plans for dynamic dims, best first, the seed) when convertkit chose the sizes
-SIZES = "_size_plans"
 
 
 def load(source: Any, *, weights: str | None = None, trust_code: bool = False, signature: str | None = None,
@@ -85,122 +75,6 @@ def _check_task(task: str | None, *arts: Artifact) -> None:
     if task and not any(a.meta.get("kind") == "transformers" for a in arts):
         where = " nor ".join(f"{a.label} ({a.format})" for a in arts)
         raise UsageError(f"--task applies to a Hugging Face model directory, not to {where}")
-
-
-def prepare_inputs(src: Artifact, inputs: InputsArg = None, feeds: str | Path | Mapping | None = None, *,
-                   example_inputs: Any = None, samples: int = 3, seed: int = 0, samples_from: str | None = None
-                   ) -> tuple[Artifact, list[dict[str, Any]], list[str]]:
-    """Decide the input specs and the feeds for validation. Returns (source with specs, feeds, notes).
-    ``samples_from`` (data, random, mixed): where the samples besides given data come from
-    (parity.samples); the source's meta ``GIVEN`` counts the leading samples that are the user's."""
-    notes: list[str] = []
-    specs = parse_inputs(inputs)
-    user_ranges = {s.name for s in specs if s.int_range}  # --input ranges win over inferred ones
-    user_feeds = _example_feeds(src, example_inputs, specs) if example_inputs is not None else None
-    if feeds is not None:
-        user_feeds = dict(feeds) if isinstance(feeds, Mapping) else feeds_mod.load_feeds(feeds)
-    mode = samples_mod.check_mode(samples_from, user_feeds is not None)
-    if not specs:
-        specs = src.inputs or (feeds_mod.specs_from_feeds(user_feeds) if user_feeds else ())
-    if not specs:
-        raise UsageError(f"{src.label}: convertkit needs to know the model's inputs",
-                         hint="give --input NAME:DIMS[:DTYPE] (repeatable) or --inputs FEEDS.npz")
-    notes.extend(_check_input_names(src, specs))
-    found = int_ranges.inferred(src, specs)
-    specs = tuple(_with_int_range(s, None if s.name in user_ranges else found.get(s.name)) for s in specs)
-    notes.extend(found[s.name].note() for s in specs if s.name in found and s.name not in user_ranges)
-    if user_feeds is not None:
-        feeds_mod.check_feeds(user_feeds, specs, str(feeds) if feeds is not None else "example_inputs")
-        generated, note = samples_mod.extra_samples(user_feeds, specs, max(samples, 1) - 1, seed=seed, mode=mode)
-        feed_list = [user_feeds, *generated]
-        notes.extend([note] if note else [])
-        plan_list: list[sizes_mod.SizePlan] = []
-    else:
-        plan_list = sizes_mod.plans(src, specs) if feeds_mod.dynamic_names(specs) else []
-        feed_list = feeds_mod.make_feeds(specs, samples=max(samples, 1), seed=seed,
-                                         sizes=plan_list[0].sizes if plan_list else ())
-    meta = {**src.meta, "example": feed_list[0], GIVEN: 1 if user_feeds is not None else 0,
-            SIZES: (plan_list, seed)}
-    return src.with_(inputs=specs, meta=meta), feed_list, notes
-
-
-def _check_input_names(src: Artifact, specs: Sequence[TensorSpec]) -> list[str]:
-    """UsageError unless ``specs`` name the model's inputs, or name at least one of the tensors it can
-    also be fed (``OPTIONAL_INPUTS``: a frozen TF graph's PlaceholderWithDefault nodes) and nothing
-    else. Returns a note for each such tensor: fed, or computing its default."""
-    optional = dict(src.meta.get(OPTIONAL_INPUTS) or {})
-    names, own = {s.name for s in specs}, {s.name for s in src.inputs}
-    if src.inputs and names != own and not (names & optional.keys() and names <= own | optional.keys()):
-        extra = f" (or tensors it can be fed: {', '.join(optional)})" if optional else ""
-        raise UsageError(f"--input names {', '.join(s.name for s in specs)} do not match the model's inputs "
-                         f"{', '.join(s.name for s in src.inputs)}{extra}", hint="use the model's input names")
-    return [f"{name}, {what}: fed as an input (--input)" if name in names else
-            f"{name}, {what}: not fed, so it computes its default (to feed it, name it with --input)"
-            for name, what in optional.items()]
-
-
-def reference_checker(src: Artifact, feed_list: list[dict[str, Any]], notes: list[str], *, check: bool,
-                      atol: float | None = None, rtol: float | None = None, runner_options: Mapping[str, Any] | None = None
-                      ) -> tuple[Artifact, list[dict[str, Any]], Checker | None]:
-    """Run the source on the samples before any export (parity.reference): exit 2 when it cannot run
-    them or gives NaN/Inf on the user's data; samples it gives NaN/Inf on otherwise are left out
-    (``notes`` says so); dynamic dims convertkit sized get the next size plan where the source fails
-    (parity.sizes). Returns the source (its example: the first sample), the samples kept and the
-    Checker primed with the source's outputs."""
-    plan_list, seed = src.meta.get(SIZES) or ([], 0)
-    if len(plan_list) > 1 or (plan_list and sizes_mod.spatial_names(src.inputs, src.format.name)):
-        # sizes convertkit chose for dynamic dims: the next plan where the source fails; none: exit 2 naming them
-        ref, used = reference_mod.run_sized(src, feed_list, plan_list, functools.partial(
-            _sized_feeds, src.inputs, len(feed_list), seed), check=check)
-        if used is not None and used.sizes:
-            notes.append(f"dynamic dims sized to {used.label}")
-            src = src.with_(meta={**src.meta, "example": ref.feeds[0]})
-    else:
-        ref = reference_mod.run_reference(src, feed_list, check=check, given=int(src.meta.get(GIVEN, 0)))
-    notes.extend(ref.notes)
-    if not check:
-        return src, ref.feeds, None
-    checker = Checker(src, ref.feeds, atol, rtol, dict(runner_options or {}))
-    return src, ref.feeds, checker.with_reference_outputs(ref.outputs)
-
-
-def _sized_feeds(specs: Sequence[TensorSpec], samples: int, seed: int, plan: sizes_mod.SizePlan) -> list[dict[str, Any]]:
-    return feeds_mod.make_feeds(specs, samples=samples, seed=seed, sizes=plan.sizes)
-
-
-def parse_inputs(inputs: InputsArg) -> tuple[TensorSpec, ...]:
-    return tuple(feeds_mod.parse_input_spec(s) if isinstance(s, str) else s for s in (inputs or ()))
-
-
-def _with_int_range(spec: TensorSpec, found: int_ranges.IntRange | None) -> TensorSpec:
-    """The range of ``spec``'s samples: the one inferred from the graph (floats cast to indices too),
-    else the format's or the user's, else DEFAULT_INT_RANGE for integers."""
-    if found is not None:
-        return dataclasses.replace(spec, int_range=(found.low, found.high))
-    if spec.int_range or not spec.dtype.startswith(("int", "uint")):
-        return spec
-    return dataclasses.replace(spec, int_range=feeds_mod.DEFAULT_INT_RANGE)
-
-
-def _example_feeds(src: Artifact, example_inputs: Any, specs: tuple[TensorSpec, ...]) -> dict[str, Any]:
-    """Tensors given to the API (a tensor, tuple, or dict) -> named numpy feeds."""
-    if isinstance(example_inputs, Mapping):
-        return {k: _np(v) for k, v in example_inputs.items()}
-    items = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    names = [s.name for s in specs]
-    if not names:
-        try:
-            params = list(_inspect.signature(src.obj.forward).parameters)
-        except (TypeError, ValueError, AttributeError):
-            params = []
-        names = params[: len(items)] if len(params) >= len(items) else [f"input_{i}" for i in range(len(items))]
-    return {n: _np(v) for n, v in zip(names, items)}
-
-
-def _np(v: Any) -> Any:
-    import numpy as np
-
-    return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
 
 
 def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = "convertkit-out", *,
@@ -265,8 +139,8 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
                                 runner_options=runner_options, validate_each=validate_each))
         # the model stayed in the child: its outputs did not (a sample it did not run loads it here)
         known = KnownOutputs(half.known, functools.partial(_reference_here, source, load_options, half.src))
-        src, feed_list, notes = half.src.with_(obj=known), half.feeds, half.notes
-        checker = Checker(src, feed_list, atol, rtol, runner_options) if check else None
+        src, notes = half.src.with_(obj=known), half.notes
+        checker = Checker(src, half.feeds, atol, rtol, runner_options) if check else None
     else:
         src, feed_list, notes = prepare_inputs(src, inputs, feeds, example_inputs=example_inputs, samples=samples,
                                                seed=seed, samples_from=samples_from)
@@ -276,6 +150,16 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
     report = RunReport("export" if to is not None else "optimize", {"location": src.meta.get("source"), "format": src.format.name,
                                   "kind": src.meta.get("kind")}, target.name,
                        inputs=[s.to_json() for s in src.inputs], notes=notes)
+    _write(report, pipeline, src, dest, half, checker, facts, validate_each=validate_each,
+           keep_intermediates=keep_intermediates, js_module=js_module)
+    return report
+
+
+def _write(report: RunReport, pipeline: Any, src: Artifact, dest: Path, half: isolate.SourceHalf | None,
+           checker: Checker | None, facts: Any, *, validate_each: bool, keep_intermediates: bool,
+           js_module: bool) -> None:
+    """Run the pipeline into a temporary directory beside ``dest``, validate the result, add the card
+    and the JS module, and rename it into place: whole or not at all."""
     # intermediates live beside OUTDIR, not in it, so that no stage's size counts another's files
     with _cleaned(half), atomic_dir(dest) as tmp, work_dir(dest) as work:
         done = [_adopt(half, stage_dir(work, 0, pipeline.stages[0]))] if half is not None else []
@@ -299,7 +183,6 @@ def export(source: Any, to: str | Format | None = "onnx", out_dir: str | Path = 
         if keep_intermediates and any(work.iterdir()):
             shutil.copytree(work, tmp / "intermediates")
         report.write(tmp / "report.json")
-    return report
 
 
 def with_output_names(src: Artifact, output_names: Sequence[str]) -> Artifact:
