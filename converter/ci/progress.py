@@ -17,6 +17,7 @@ from typing import IO, Any, Protocol
 
 from .executor import Event
 from .summary import ERROR, FAILED, PASSED, Row, Summary
+from .views import size
 
 COLORS = {PASSED: "green", FAILED: "bold red", ERROR: "bold red"}
 
@@ -196,15 +197,3 @@ def print_summary(summary: Summary, where: str, stream: IO[str] | None = None) -
     cached = sum(r.cached for r in summary.rows)
     console.print(f"{', '.join(parts)}; {cached} from the cache; {summary.seconds:.1f} s; "
                   f"summary: {escape(where)}; exit {summary.exit_code}", highlight=False)
-
-
-def size(n: int | None) -> str:
-    """Bytes for people: 812 B, 23.4 KiB, 1.2 MiB, 3.0 GiB."""
-    if n is None:
-        return "-"
-    value, unit = float(n), "B"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            break
-        value /= 1024
-    return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
