@@ -303,7 +303,7 @@ def find_chromium() -> str | None:
 
 
 def check_chromium(opts: Options) -> list[Check]:
-    need = "the HTML report's browser check"
+    need = "--browser chromium and the HTML report's browser test"
     bad = Status.FAIL if opts.browser else Status.WARN
     exe = find_chromium()
     if exe is None:
